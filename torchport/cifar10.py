@@ -1,0 +1,153 @@
+"""The Keras CIFAR-10 CNN tutorial, ported onto torchport's engine.
+
+`SimpleCNN` is the seed's Sequential model, layer for layer and named as Keras names them, with Keras'
+initialisation and channels-last Flatten, so a Keras weight set loads by a plain layout conversion.
+`forward` returns logits (the loss takes them, like Keras-on-TensorFlow does); `predict` returns the
+softmax probabilities the Keras model outputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .device import TensorLoader
+from .keras_compat.summary import summary as keras_summary
+
+NUM_CLASSES = 10
+
+
+class Flatten(nn.Module):
+    """Keras' Flatten on channels-last data: features in (h, w, c) order, from an NCHW tensor."""
+
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1).flatten(1)
+
+
+class SimpleCNN(nn.Module):
+    keras_layer_types = {"conv2d": "Conv2D", "dropout": "Dropout", "conv2d_1": "Conv2D",
+                         "max_pooling2d": "MaxPooling2D", "flatten": "Flatten", "dense": "Dense",
+                         "dropout_1": "Dropout", "dense_1": "Dense"}
+
+    def __init__(self, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.conv2d = nn.Conv2d(3, 32, kernel_size=(3, 3), padding="same")        # + relu
+        self.dropout = nn.Dropout(0.2)
+        self.conv2d_1 = nn.Conv2d(32, 32, kernel_size=(3, 3), padding="same")     # + relu
+        self.max_pooling2d = nn.MaxPool2d(kernel_size=(2, 2))
+        self.flatten = Flatten()
+        self.dense = nn.Linear(16 * 16 * 32, 512)                                 # + relu
+        self.dropout_1 = nn.Dropout(0.5)
+        self.dense_1 = nn.Linear(512, num_classes)                                # + softmax (in predict)
+        for layer in (self.conv2d, self.conv2d_1, self.dense, self.dense_1):
+            nn.init.xavier_uniform_(layer.weight)  # glorot_uniform: the same fans for conv and dense
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x):
+        x = F.relu(self.conv2d(x))
+        x = self.dropout(x)
+        x = F.relu(self.conv2d_1(x))
+        x = self.max_pooling2d(x)
+        x = self.flatten(x)
+        x = F.relu(self.dense(x))
+        x = self.dropout_1(x)
+        return self.dense_1(x)
+
+    @torch.no_grad()
+    def predict(self, x, batch_size: int = 32):
+        """Class probabilities in inference mode, like Keras' `model.predict`."""
+        was_training = self.training
+        self.eval()
+        out = torch.cat([torch.softmax(self(x[i:i + batch_size]), dim=-1) for i in range(0, len(x), batch_size)])
+        self.train(was_training)
+        return out
+
+    def summary(self, file=None):
+        p = next(self.parameters())
+        keras_summary(self, torch.zeros(1, 3, 32, 32, device=p.device, dtype=p.dtype), file=file)
+
+
+def load_data(data_dir: str | None = None, log=print):
+    """Keras' cifar10.load_data(): ((x_train, y_train), (x_test, y_test)), x uint8 (N, 32, 32, 3), y uint8 (N, 1)."""
+    from .datasets.cifar import ARCHIVE_NAME, FOLDER, find_cifar, read_archive, read_cifar10
+    from .datasets.fetch import SAMPLE_DIR, locate
+
+    def download(root):
+        from torchvision.datasets.utils import download_url
+        download_url("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", root, ARCHIVE_NAME)
+
+    folder = locate("CIFAR-10", data_dir, lambda d: find_cifar(d) is not None, download,
+                    sample=f"{SAMPLE_DIR}/cifar-10-sample.tar.gz",
+                    how_to_get=f"pass --data-dir with {FOLDER}/ or {ARCHIVE_NAME}", log=log)
+    if folder.endswith(".tar.gz"):
+        return read_archive(folder)
+    return read_cifar10(folder)
+
+
+def to_model_input(x: np.ndarray) -> torch.Tensor:
+    """Keras' NHWC uint8 images -> a torch NCHW uint8 tensor (still unscaled)."""
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def scale_and_one_hot(x, y):
+    """The script's `X / 255.0` and `to_categorical(y)`, done per batch on the device from uint8."""
+    return x.float().div_(255), F.one_hot(y.long(), NUM_CLASSES).float()
+
+
+def make_loader(x: np.ndarray, y: np.ndarray, batch_size: int, device, shuffle: bool = False, seed=None):
+    """A tensor-resident loader over Keras-layout arrays: uint8 NCHW on `device`, scaled per batch."""
+    xt = to_model_input(x).to(device)
+    yt = torch.from_numpy(np.asarray(y).reshape(-1).astype(np.int64)).to(device)
+    return TensorLoader(xt, yt, batch_size, shuffle=shuffle, transform=scale_and_one_hot, seed=seed)
+
+
+# ---- the seed's script, as `torchport train cifar10` -----------------------------------------------------
+
+def run(args) -> dict:
+    """The Keras script, step for step: load, normalise, build, compile, summary, fit, evaluate."""
+    import os
+
+    from . import engine
+    from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
+    from .outputs import write_json, write_plot
+
+    device = args.device
+    # fix random seed for reproducibility (the seed script seeds numpy only; we seed torch too)
+    seed = args.seed
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+    # load data
+    (X_train, y_train), (X_test, y_test) = load_data(args.data_dir)
+
+    # normalize inputs from 0-255 to 0.0-1.0 and one hot encode outputs: per batch, on the device
+    train_loader = make_loader(X_train, y_train, args.batch_size, device, shuffle=True, seed=seed)
+    test_loader = make_loader(X_test, y_test, args.batch_size, device)
+
+    # Create the model
+    model = SimpleCNN(num_classes=NUM_CLASSES).to(device)
+    # Compile model
+    epochs = args.epochs
+    lrate = args.lr
+    decay = lrate / epochs
+    sgd = KerasSGD(model.parameters(), learning_rate=lrate, momentum=args.momentum, decay=decay,
+                   nesterov=False, legacy_decay=args.legacy_decay)
+    metrics = {"accuracy": categorical_accuracy}
+    if args.verbose:
+        model.summary()
+
+    # Fit the model
+    history = engine.fit(model, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics,
+                         val_loader=test_loader, verbose=args.verbose)
+    # Final evaluation of the model
+    scores = engine.evaluate(model, test_loader, categorical_crossentropy, metrics)
+    print("Accuracy: %.2f%%" % (scores["accuracy"] * 100))
+
+    write_json(os.path.join(args.out, "history.json"), history.history)
+    h = history.history
+    write_plot(os.path.join(args.out, "accuracy.png"), {"accuracy": h["accuracy"], "val_accuracy": h["val_accuracy"]},
+               "accuracy", "Accuracy vs. epochs")
+    write_plot(os.path.join(args.out, "loss.png"), {"loss": h["loss"], "val_loss": h["val_loss"]},
+               "loss", "Loss vs. epochs")
+    return {"history": h, "test": scores}

@@ -1,0 +1,148 @@
+"""`torchport train mnist|cifar10`, `torchport bench`, `torchport parity`.
+
+Every expected failure is a TorchportError: one line on stderr, exit 2 for usage errors and 1 for the
+rest, and no traceback unless --debug.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import warnings
+
+from .errors import TorchportError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage plus a line and exits; we want one line
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def any_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        from .device import get_default_device
+        return get_default_device()
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available here (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def _common(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset (default: cache, download, "
+                   "or the bundled sample when offline)")
+    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="torchport", description="Two Colab tutorials on one PyTorch engine.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="run a tutorial port")
+    which = train.add_subparsers(dest="tutorial", required=True, parser_class=_Parser)
+
+    m = which.add_parser("mnist", help="the PyTorch MNIST feed-forward tutorial")
+    _common(m, "runs/mnist")
+    m.add_argument("--epochs", type=positive_int, nargs="+", default=[5, 5], help="epochs per phase (5 5)")
+    m.add_argument("--lr", type=positive_float, nargs="+", default=[0.5, 0.1], help="lr per phase (0.5 0.1)")
+    m.add_argument("--batch-size", type=positive_int, default=128)
+    m.add_argument("--val-batch-size", type=positive_int, default=256)
+    m.add_argument("--seed", type=any_int, default=0, help="seed for the split, init and shuffling")
+
+    c = which.add_parser("cifar10", help="the Keras CIFAR-10 CNN tutorial")
+    _common(c, "runs/cifar10")
+    c.add_argument("--epochs", type=positive_int, default=25)
+    c.add_argument("--batch-size", type=positive_int, default=32)
+    c.add_argument("--lr", type=positive_float, default=0.01)
+    c.add_argument("--momentum", type=unit_float, default=0.9)
+    c.add_argument("--legacy-decay", action="store_true",
+                   help="apply decay=lr/epochs per batch as Keras 2 did (Keras 3, the default, ignores it)")
+    c.add_argument("--seed", type=any_int, default=7)
+    c.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    return parser
+
+
+def _validate(args) -> None:
+    from .outputs import check_writable
+
+    if args.command == "train" and args.tutorial == "mnist" and len(args.epochs) != len(args.lr):
+        raise UsageError(f"--epochs has {len(args.epochs)} phases but --lr has {len(args.lr)}: give one of each per phase")
+    if hasattr(args, "out"):
+        check_writable(args.out)
+    if hasattr(args, "device"):
+        args.device = resolve_device(args.device)
+
+
+def _run(args) -> int:
+    _validate(args)
+    if args.command == "train":
+        if args.tutorial == "mnist":
+            from .mnist import run
+        else:
+            from .cifar10 import run
+        run(args)
+    return 0
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    print(f"torchport: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    warnings.showwarning = _one_line_warnings
+    try:
+        args = build_parser().parse_args(argv)
+        return _run(args)
+    except TorchportError as e:
+        if debug:
+            raise
+        print(f"torchport: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("torchport: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Readers of the real dataset file formats. Every malformed input raises `DataError`."""

@@ -1,0 +1,78 @@
+"""Where tensors live: the tutorial's device helpers and a tensor-resident batch loader."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+
+def get_default_device() -> torch.device:
+    """Pick GPU if available, else CPU (the tutorial's helper)."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def to_device(data, device):
+    """Move tensors and modules, or lists, tuples and dicts of them, to `device`."""
+    if isinstance(data, (list, tuple)):
+        return type(data)(to_device(x, device) for x in data) if not hasattr(data, "_fields") \
+            else type(data)(*(to_device(x, device) for x in data))
+    if isinstance(data, dict):
+        return {k: to_device(v, device) for k, v in data.items()}
+    return data.to(device, non_blocking=True)
+
+
+class DeviceDataLoader:
+    """Wrap a dataloader to move each batch to a device (the tutorial's class)."""
+
+    def __init__(self, dl, device):
+        self.dl = dl
+        self.device = device
+
+    def __iter__(self):
+        for b in self.dl:
+            yield to_device(b, self.device)
+
+    def __len__(self):
+        return len(self.dl)
+
+
+class TensorLoader:
+    """Batches from tensors that already sit on the target device.
+
+    The whole dataset is one tensor (kept in its storage dtype, e.g. uint8); each epoch draws one
+    permutation from its own generator (so a checkpoint can restore it), slices batches by index and
+    applies `transform(x, y)` to the batch on the device. The last partial batch is kept, as Keras and
+    torch's DataLoader(drop_last=False) do.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
+                 transform: Callable | None = None, seed: int | None = None):
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.transform = transform
+        self.generator = torch.Generator()
+        self.generator.manual_seed(torch.initial_seed() if seed is None else seed)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(self.device, non_blocking=True)
+        for start in range(0, n, self.batch_size):
+            if self.shuffle:
+                idx = order[start:start + self.batch_size]
+                x, y = self.x[idx], self.y[idx]
+            else:
+                x, y = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            yield self.transform(x, y) if self.transform else (x, y)

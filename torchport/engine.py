@@ -1,0 +1,155 @@
+"""THE training loop. Both tutorial ports train and evaluate through `fit` and `evaluate` here.
+
+Keras semantics by default: the reported training loss and metrics are running means over the epoch,
+weighted by batch size, of the training-mode forward pass before each update; validation runs in eval
+mode under no_grad over the whole set. Sums stay on the device and are read once per epoch (or when a
+progress bar refreshes), so the hot loop has no host sync.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import torch
+
+from .errors import NonFiniteLossError
+
+Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> batch mean
+
+
+class WeightedMean:
+    """Keras' aggregation: sum(value_b * n_b) / sum(n_b) over the batches seen so far."""
+
+    def __init__(self, names: Iterable[str]):
+        self.names = list(names)
+        self.sums = None
+        self.count = 0
+        self.first_bad_step = None  # device tensor: first step whose loss was not finite, else -1
+
+    def update(self, values: torch.Tensor, n: int, step: int) -> None:
+        """`values`: 1-D tensor of batch means, in the order of `names` (loss first)."""
+        contribution = values.detach() * n
+        if self.sums is None:
+            self.sums = contribution
+            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=values.device)
+        else:
+            self.sums = self.sums + contribution
+        bad = ~torch.isfinite(values[0]) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(bad, step, self.first_bad_step)
+        self.count += n
+
+    def bad_step(self) -> int | None:
+        """The first step with a non-finite loss, or None. Reads the device (a sync)."""
+        if self.first_bad_step is None:
+            return None
+        step = int(self.first_bad_step)
+        return None if step < 0 else step
+
+    def result(self) -> dict[str, float]:
+        if self.sums is None:
+            return {}
+        means = (self.sums / self.count).tolist()
+        return dict(zip(self.names, means))
+
+
+class BatchMean(WeightedMean):
+    """The PyTorch tutorial's aggregation: the unweighted mean of per-batch values."""
+
+    def update(self, values: torch.Tensor, n: int, step: int) -> None:
+        super().update(values, 1, step)
+
+
+class Callback:
+    """Keras-style hooks. `fit` sets `self.model`, `self.optimizer` and `self.params` first."""
+
+    model = optimizer = None
+    params: dict = {}
+
+    def on_train_begin(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_train_batch_end(self, step, aggregator: WeightedMean): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_end(self, logs=None): ...
+
+
+class History(Callback):
+    """Per-epoch records plus Keras' `history` dict of lists."""
+
+    def __init__(self):
+        self.epoch: list[int] = []
+        self.history: dict[str, list[float]] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+    @property
+    def records(self) -> list[dict[str, float]]:
+        return [{k: v[i] for k, v in self.history.items()} for i in range(len(self.epoch))]
+
+
+def _batch_values(outputs, targets, loss, metrics: Mapping[str, Metric]) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.stack([loss.detach(), *(m(outputs, targets).to(loss.dtype) for m in metrics.values())])
+
+
+def evaluate(model: torch.nn.Module, loader, loss_fn, metrics: Mapping[str, Metric] | None = None,
+             aggregator: type[WeightedMean] = WeightedMean) -> dict[str, float]:
+    """Loss and metrics over the whole loader, in eval mode, without gradients."""
+    metrics = dict(metrics or {})
+    agg = aggregator(["loss", *metrics])
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for step, (x, y) in enumerate(loader):
+            out = model(x)
+            agg.update(_batch_values(out, y, loss_fn(out, y), metrics), len(x), step)
+    model.train(was_training)
+    return agg.result()
+
+
+def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train_loader, epochs: int, *,
+        metrics: Mapping[str, Metric] | None = None, val_loader=None, callbacks: Iterable[Callback] = (),
+        verbose: int = 2, initial_epoch: int = 0, history: History | None = None,
+        val_aggregator: type[WeightedMean] = WeightedMean) -> History:
+    """Train `epochs` epochs (from `initial_epoch`) and return the History. Keras' `fit`, in torch."""
+    from .keras_compat.progbar import ProgbarLogger  # logging lives beside the other Keras semantics
+
+    metrics = dict(metrics or {})
+    history = history if history is not None else History()
+    callbacks = [history, *callbacks] + ([ProgbarLogger(verbose)] if verbose else [])
+    params = {"epochs": epochs, "steps": len(train_loader), "verbose": verbose}
+    for cb in callbacks:
+        cb.model, cb.optimizer, cb.params = model, optimizer, params
+    model.stop_training = False
+
+    for cb in callbacks:
+        cb.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch)
+        model.train()
+        agg = WeightedMean(["loss", *metrics])
+        for step, (x, y) in enumerate(train_loader):
+            outputs = model(x)
+            loss = loss_fn(outputs, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            agg.update(_batch_values(outputs, y, loss, metrics), len(x), step)
+            for cb in callbacks:
+                cb.on_train_batch_end(step, agg)
+        bad = agg.bad_step()
+        if bad is not None:
+            raise NonFiniteLossError(epoch, bad)
+        logs = agg.result()
+        if val_loader is not None:
+            val = evaluate(model, val_loader, loss_fn, metrics, val_aggregator)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for cb in callbacks:
+        cb.on_train_end()
+    return history

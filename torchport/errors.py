@@ -1,0 +1,29 @@
+"""One error type per family; `cli.py` turns each into one line and an exit code."""
+
+
+class TorchportError(Exception):
+    """Base of every error a user can act on. `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class UsageError(TorchportError):
+    """Bad arguments or option values."""
+
+    exit_code = 2
+
+
+class DataError(TorchportError):
+    """Missing, truncated, corrupt or malicious data files."""
+
+
+class CheckpointError(TorchportError):
+    """A checkpoint that cannot be written or loaded."""
+
+
+class NonFiniteLossError(TorchportError):
+    """Training produced a NaN or infinite loss (Keras' TerminateOnNaN)."""
+
+    def __init__(self, epoch: int, step: int):
+        super().__init__(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: training stopped")
+        self.epoch, self.step = epoch, step

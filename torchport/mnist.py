@@ -1,0 +1,180 @@
+"""The PyTorch MNIST feed-forward tutorial (784-32-10), ported onto torchport's engine.
+
+The model and the function API (`accuracy`, `evaluate`, `fit`, the device trio) keep the tutorial's names
+and signatures, so the notebook's driver runs unchanged after `from torchport.mnist import ...`.
+`evaluate` and `fit` are a face over `torchport.engine`; they keep the tutorial's metric: the *unweighted*
+mean of per-batch values (a last batch of 16 counts as much as one of 256). The engine itself reports
+Keras' sample-weighted mean; the two agree whenever every batch has the same size.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import engine
+from .device import DeviceDataLoader, TensorLoader, get_default_device, to_device
+
+__all__ = ["MnistModel", "accuracy", "evaluate", "fit", "get_default_device", "to_device",
+           "DeviceDataLoader", "load_mnist", "split_train_val", "make_loader"]
+
+
+def accuracy(outputs, labels):
+    _, preds = torch.max(outputs, dim=1)
+    return torch.sum(preds == labels) / len(preds)  # the tutorial's .item() removed: no host sync
+
+
+class MnistModel(nn.Module):
+    """Feedforward neural network with 1 hidden layer"""
+
+    def __init__(self, in_size=784, hidden_size=32, out_size=10):
+        super().__init__()
+        # hidden layer
+        self.linear1 = nn.Linear(in_size, hidden_size)
+        # output layer
+        self.linear2 = nn.Linear(hidden_size, out_size)
+
+    def forward(self, xb):
+        # Flatten the image tensors
+        xb = xb.view(xb.size(0), -1)
+        # Get intermediate outputs using hidden layer
+        out = self.linear1(xb)
+        # Apply activation function
+        out = F.relu(out)
+        # Get predictions using output layer
+        out = self.linear2(out)
+        return out
+
+    def training_step(self, batch):
+        images, labels = batch
+        out = self(images)                  # Generate predictions
+        loss = F.cross_entropy(out, labels) # Calculate loss
+        return loss
+
+    def validation_step(self, batch):
+        images, labels = batch
+        out = self(images)                    # Generate predictions
+        loss = F.cross_entropy(out, labels)   # Calculate loss
+        acc = accuracy(out, labels)           # Calculate accuracy
+        return {'val_loss': loss, 'val_acc': acc}
+
+    def validation_epoch_end(self, outputs):
+        batch_losses = [x['val_loss'] for x in outputs]
+        epoch_loss = torch.stack(batch_losses).mean()   # Combine losses
+        batch_accs = [x['val_acc'] for x in outputs]
+        epoch_acc = torch.stack(batch_accs).mean()      # Combine accuracies
+        return {'val_loss': epoch_loss.item(), 'val_acc': epoch_acc.item()}
+
+    def epoch_end(self, epoch, result):
+        print("Epoch [{}], val_loss: {:.4f}, val_acc: {:.4f}".format(epoch, result['val_loss'], result['val_acc']))
+
+
+# ---- the tutorial's training functions: a face over the engine ------------------------------------------
+
+class _TutorialEpochEnd(engine.Callback):
+    """Calls the model's `epoch_end(epoch, result)` with the tutorial's result dict."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if hasattr(self.model, "epoch_end"):
+            self.model.epoch_end(epoch, _tutorial_result(logs))
+
+
+def _tutorial_result(logs: dict) -> dict:
+    return {"val_loss": logs["val_loss"], "val_acc": logs["val_acc"]}
+
+
+def evaluate(model, val_loader):
+    """The tutorial's evaluate: per-batch val_loss and val_acc, combined by their unweighted mean."""
+    result = engine.evaluate(model, val_loader, F.cross_entropy, {"acc": accuracy}, aggregator=engine.BatchMean)
+    return {"val_loss": result["loss"], "val_acc": result["acc"]}
+
+
+def fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD, callbacks=()):
+    """The tutorial's fit: a fresh `opt_func(model.parameters(), lr)`, then `epochs` epochs on the engine.
+
+    Returns the list of per-epoch result dicts (`val_loss`, `val_acc`), printing each with `epoch_end`.
+    """
+    optimizer = opt_func(model.parameters(), lr)
+    history = engine.fit(model, optimizer, F.cross_entropy, train_loader, epochs, metrics={"acc": accuracy},
+                         val_loader=val_loader, val_aggregator=engine.BatchMean,
+                         callbacks=[_TutorialEpochEnd(), *callbacks], verbose=0)
+    return [_tutorial_result(r) for r in history.records]
+
+
+# ---- data: the tutorial's MNIST + ToTensor + random_split, as device-resident tensors --------------------
+
+def load_mnist(data_dir=None, log=print):
+    """((x_train, y_train), (x_test, y_test)) as uint8 / int64 tensors, from `data_dir` or the default."""
+    import numpy as np
+
+    from .datasets.fetch import locate, SAMPLE_DIR
+    from .datasets.idx import find_mnist_files, read_mnist
+
+    def download(root):
+        from torchvision.datasets import MNIST
+        MNIST(root, train=True, download=True)
+        MNIST(root, train=False, download=True)
+
+    folder = locate("MNIST", data_dir, lambda d: find_mnist_files(d) is not None, download,
+                    sample=f"{SAMPLE_DIR}/mnist",
+                    how_to_get="pass --data-dir with the four idx files (train-images-idx3-ubyte.gz, ...)",
+                    log=log)
+    (xtr, ytr), (xte, yte) = read_mnist(folder)
+    as_t = lambda a, dt: torch.from_numpy(np.array(a, dtype=dt))
+    return (as_t(xtr, np.uint8), as_t(ytr, np.int64)), (as_t(xte, np.uint8), as_t(yte, np.int64))
+
+
+def split_train_val(n: int, seed: int, val_size: int | None = None):
+    """Indices of the tutorial's random_split (50,000 / 10,000 on the full set), seeded."""
+    val_size = val_size if val_size is not None else (10000 if n == 60000 else n // 6)
+    train, val = torch.utils.data.random_split(range(n), [n - val_size, val_size],
+                                               generator=torch.Generator().manual_seed(seed))
+    return torch.tensor(train.indices), torch.tensor(val.indices)
+
+
+def to_float_images(x, y):
+    """ToTensor's scaling, done per batch on the device: uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
+    return x.unsqueeze(1).float().div_(255), y
+
+
+def make_loader(x, y, batch_size, device, shuffle=False, seed=None):
+    """A tensor-resident loader: the uint8 images live on `device`, scaled batch by batch."""
+    return TensorLoader(x.to(device), y.to(device), batch_size, shuffle=shuffle, transform=to_float_images,
+                        seed=seed)
+
+
+# ---- the notebook's driver, as `torchport train mnist` ---------------------------------------------------
+
+def run(args) -> dict:
+    """The tutorial's run: evaluate, fit(5, 0.5), fit(5, 0.1), plots, test accuracy. `args` from the CLI."""
+    import os
+
+    from .outputs import write_json, write_plot
+
+    device = args.device
+    torch.manual_seed(args.seed)
+    (x, y), (x_test, y_test) = load_mnist(args.data_dir)
+    train_idx, val_idx = split_train_val(len(x), args.seed)
+    train_loader = make_loader(x[train_idx], y[train_idx], args.batch_size, device, shuffle=True, seed=args.seed)
+    val_loader = make_loader(x[val_idx], y[val_idx], args.val_batch_size, device)
+    test_loader = make_loader(x_test, y_test, args.val_batch_size, device)
+
+    model = MnistModel(in_size=784, hidden_size=32, out_size=10)
+    to_device(model, device)
+
+    history = [evaluate(model, val_loader)]
+    print("Before training: val_loss: {:.4f}, val_acc: {:.4f}".format(history[0]['val_loss'], history[0]['val_acc']))
+    for epochs, lr in zip(args.epochs, args.lr):
+        history += fit(epochs, lr, model, train_loader, val_loader)
+
+    result = evaluate(model, test_loader)
+    print("Test accuracy: {:.4f} (val_loss on test set: {:.4f})".format(result['val_acc'], result['val_loss']))
+
+    write_json(os.path.join(args.out, "history.json"), history)
+    write_json(os.path.join(args.out, "test.json"), {"test_loss": result["val_loss"], "test_acc": result["val_acc"]})
+    write_plot(os.path.join(args.out, "accuracy.png"), {"val_acc": [r["val_acc"] for r in history]},
+               "accuracy", "Accuracy vs. No. of epochs")
+    write_plot(os.path.join(args.out, "loss.png"), {"val_loss": [r["val_loss"] for r in history]},
+               "loss", "Loss vs. No. of epochs")
+    print(f"Wrote {args.out}/history.json, accuracy.png, loss.png")
+    return {"history": history, "test": result}

@@ -1,0 +1,67 @@
+"""Writing results: atomic files (temp, fsync, rename) so an interrupted run leaves no partial output."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from .errors import TorchportError, UsageError
+
+
+class OutputError(TorchportError):
+    """An output or checkpoint location that cannot be written."""
+
+
+def check_writable(path: str, option: str = "--out") -> None:
+    """Fail before any work if `path` (or the nearest folder that exists above it) cannot be written."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UsageError(f"{option} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {probe} is not writable")
+
+
+def write_atomic(path: str, write) -> None:
+    """`write(f)` into a temp file beside `path`, flush, fsync, then rename over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, data) -> None:
+    write_atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+def write_plot(path: str, series: dict[str, list[float]], ylabel: str, title: str) -> None:
+    """One line plot (epochs on x) of each series, saved as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in series.items():
+        ax.plot(values, "-x", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend()
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
