@@ -8,26 +8,7 @@ import torch.nn.functional as F
 
 from torchport import engine
 from torchport.mnist import MnistModel, accuracy, evaluate, fit, make_loader
-
-
-def tutorial_evaluate(model, val_loader):  # the notebook's own code, verbatim
-    outputs = [model.validation_step(batch) for batch in val_loader]
-    return model.validation_epoch_end(outputs)
-
-
-def tutorial_fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD):  # verbatim
-    history = []
-    optimizer = opt_func(model.parameters(), lr)
-    for epoch in range(epochs):
-        for batch in train_loader:
-            loss = model.training_step(batch)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-        result = tutorial_evaluate(model, val_loader)
-        model.epoch_end(epoch, result)
-        history.append(result)
-    return history
+from torchport.originals.mnist_notebook import evaluate as tutorial_evaluate, fit as tutorial_fit
 
 
 @pytest.fixture

@@ -17,45 +17,50 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targe
 
 
 class WeightedMean:
-    """Keras' aggregation: sum(value_b * n_b) / sum(n_b) over the batches seen so far."""
+    """Keras' aggregation: sum(value_b * n_b) / sum(n_b) over the batches seen so far.
 
-    def __init__(self, names: Iterable[str]):
+    Each step's batch means are copied into one preallocated device buffer (a single small copy, no
+    host sync); the means are computed when `result()` is read: once per epoch, or when a bar refreshes.
+    """
+
+    def __init__(self, names: Iterable[str], steps: int = 0):
         self.names = list(names)
-        self.sums = None
-        self.count = 0
-        self.first_bad_step = None  # device tensor: first step whose loss was not finite, else -1
+        self.capacity = max(int(steps), 1)
+        self.buffer = None
+        self.sizes: list[int] = []
 
     def update(self, values: torch.Tensor, n: int, step: int) -> None:
-        """`values`: 1-D tensor of batch means, in the order of `names` (loss first)."""
-        contribution = values.detach() * n
-        if self.sums is None:
-            self.sums = contribution
-            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=values.device)
-        else:
-            self.sums = self.sums + contribution
-        bad = ~torch.isfinite(values[0]) & (self.first_bad_step < 0)
-        self.first_bad_step = torch.where(bad, step, self.first_bad_step)
-        self.count += n
+        """`values`: 1-D tensor of this batch's means, in the order of `names` (loss first)."""
+        if self.buffer is None:
+            self.buffer = values.new_empty((self.capacity, len(self.names)))
+        elif step >= len(self.buffer):
+            self.buffer = torch.cat([self.buffer, torch.empty_like(self.buffer)])
+        self.buffer[step] = values
+        self.sizes.append(n)
+
+    def weights(self) -> torch.Tensor:
+        return torch.tensor(self.sizes, dtype=self.buffer.dtype, device=self.buffer.device)
 
     def bad_step(self) -> int | None:
-        """The first step with a non-finite loss, or None. Reads the device (a sync)."""
-        if self.first_bad_step is None:
+        """The first step whose loss was not finite, or None. Reads the device (a sync)."""
+        if self.buffer is None:
             return None
-        step = int(self.first_bad_step)
-        return None if step < 0 else step
+        bad = (~torch.isfinite(self.buffer[:len(self.sizes), 0])).nonzero()
+        return int(bad[0, 0]) if len(bad) else None
 
     def result(self) -> dict[str, float]:
-        if self.sums is None:
+        if self.buffer is None:
             return {}
-        means = (self.sums / self.count).tolist()
-        return dict(zip(self.names, means))
+        w = self.weights()
+        means = (w @ self.buffer[:len(self.sizes)].detach()) / w.sum()
+        return dict(zip(self.names, means.tolist()))
 
 
 class BatchMean(WeightedMean):
     """The PyTorch tutorial's aggregation: the unweighted mean of per-batch values."""
 
-    def update(self, values: torch.Tensor, n: int, step: int) -> None:
-        super().update(values, 1, step)
+    def weights(self) -> torch.Tensor:
+        return torch.ones(len(self.sizes), dtype=self.buffer.dtype, device=self.buffer.device)
 
 
 class Callback:
@@ -88,6 +93,13 @@ class History(Callback):
         return [{k: v[i] for k, v in self.history.items()} for i in range(len(self.epoch))]
 
 
+def _len(loader) -> int:
+    try:
+        return len(loader)
+    except TypeError:
+        return 0
+
+
 def _batch_values(outputs, targets, loss, metrics: Mapping[str, Metric]) -> torch.Tensor:
     with torch.no_grad():
         return torch.stack([loss.detach(), *(m(outputs, targets).to(loss.dtype) for m in metrics.values())])
@@ -97,7 +109,7 @@ def evaluate(model: torch.nn.Module, loader, loss_fn, metrics: Mapping[str, Metr
              aggregator: type[WeightedMean] = WeightedMean) -> dict[str, float]:
     """Loss and metrics over the whole loader, in eval mode, without gradients."""
     metrics = dict(metrics or {})
-    agg = aggregator(["loss", *metrics])
+    agg = aggregator(["loss", *metrics], _len(loader))
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -111,14 +123,18 @@ def evaluate(model: torch.nn.Module, loader, loss_fn, metrics: Mapping[str, Metr
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train_loader, epochs: int, *,
         metrics: Mapping[str, Metric] | None = None, val_loader=None, callbacks: Iterable[Callback] = (),
         verbose: int = 2, initial_epoch: int = 0, history: History | None = None,
-        val_aggregator: type[WeightedMean] = WeightedMean) -> History:
-    """Train `epochs` epochs (from `initial_epoch`) and return the History. Keras' `fit`, in torch."""
+        val_aggregator: type[WeightedMean] = WeightedMean, val_metrics: Mapping[str, Metric] | None = None
+        ) -> History:
+    """Train `epochs` epochs (from `initial_epoch`) and return the History. Keras' `fit`, in torch.
+
+    `metrics` are reported for training and validation; `val_metrics`, when given, for validation only.
+    """
     from .keras_compat.progbar import ProgbarLogger  # logging lives beside the other Keras semantics
 
     metrics = dict(metrics or {})
     history = history if history is not None else History()
     callbacks = [history, *callbacks] + ([ProgbarLogger(verbose)] if verbose else [])
-    params = {"epochs": epochs, "steps": len(train_loader), "verbose": verbose}
+    params = {"epochs": epochs, "steps": _len(train_loader), "verbose": verbose}
     for cb in callbacks:
         cb.model, cb.optimizer, cb.params = model, optimizer, params
     model.stop_training = False
@@ -129,7 +145,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
         model.train()
-        agg = WeightedMean(["loss", *metrics])
+        agg = WeightedMean(["loss", *metrics], _len(train_loader))
         for step, (x, y) in enumerate(train_loader):
             outputs = model(x)
             loss = loss_fn(outputs, y)
@@ -144,7 +160,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
             raise NonFiniteLossError(epoch, bad)
         logs = agg.result()
         if val_loader is not None:
-            val = evaluate(model, val_loader, loss_fn, metrics, val_aggregator)
+            val = evaluate(model, val_loader, loss_fn, metrics if val_metrics is None else val_metrics,
+                           val_aggregator)
             logs.update({f"val_{k}": v for k, v in val.items()})
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)

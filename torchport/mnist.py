@@ -95,8 +95,8 @@ def fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD, c
     Returns the list of per-epoch result dicts (`val_loss`, `val_acc`), printing each with `epoch_end`.
     """
     optimizer = opt_func(model.parameters(), lr)
-    history = engine.fit(model, optimizer, F.cross_entropy, train_loader, epochs, metrics={"acc": accuracy},
-                         val_loader=val_loader, val_aggregator=engine.BatchMean,
+    history = engine.fit(model, optimizer, F.cross_entropy, train_loader, epochs, val_loader=val_loader,
+                         val_metrics={"acc": accuracy}, val_aggregator=engine.BatchMean,
                          callbacks=[_TutorialEpochEnd(), *callbacks], verbose=0)
     return [_tutorial_result(r) for r in history.records]
 
@@ -145,31 +145,37 @@ def make_loader(x, y, batch_size, device, shuffle=False, seed=None):
 
 # ---- the notebook's driver, as `torchport train mnist` ---------------------------------------------------
 
-def run(args) -> dict:
-    """The tutorial's run: evaluate, fit(5, 0.5), fit(5, 0.1), plots, test accuracy. `args` from the CLI."""
-    import os
-
-    from .outputs import write_json, write_plot
-
-    device = args.device
-    torch.manual_seed(args.seed)
-    (x, y), (x_test, y_test) = load_mnist(args.data_dir)
-    train_idx, val_idx = split_train_val(len(x), args.seed)
-    train_loader = make_loader(x[train_idx], y[train_idx], args.batch_size, device, shuffle=True, seed=args.seed)
-    val_loader = make_loader(x[val_idx], y[val_idx], args.val_batch_size, device)
-    test_loader = make_loader(x_test, y_test, args.val_batch_size, device)
+def train_tutorial(data_dir=None, device="cpu", seed=0, epochs=(5, 5), lrs=(0.5, 0.1), batch_size=128,
+                   val_batch_size=256, callbacks=()):
+    """The notebook's run on tensor-resident loaders: evaluate, fit(5, 0.5), fit(5, 0.1), test accuracy."""
+    torch.manual_seed(seed)
+    (x, y), (x_test, y_test) = load_mnist(data_dir)
+    train_idx, val_idx = split_train_val(len(x), seed)
+    train_loader = make_loader(x[train_idx], y[train_idx], batch_size, device, shuffle=True, seed=seed)
+    val_loader = make_loader(x[val_idx], y[val_idx], val_batch_size, device)
+    test_loader = make_loader(x_test, y_test, val_batch_size, device)
 
     model = MnistModel(in_size=784, hidden_size=32, out_size=10)
     to_device(model, device)
 
     history = [evaluate(model, val_loader)]
     print("Before training: val_loss: {:.4f}, val_acc: {:.4f}".format(history[0]['val_loss'], history[0]['val_acc']))
-    for epochs, lr in zip(args.epochs, args.lr):
-        history += fit(epochs, lr, model, train_loader, val_loader)
+    for n, lr in zip(epochs, lrs):
+        history += fit(n, lr, model, train_loader, val_loader, callbacks=callbacks)
 
     result = evaluate(model, test_loader)
     print("Test accuracy: {:.4f} (val_loss on test set: {:.4f})".format(result['val_acc'], result['val_loss']))
+    return model, history, result
 
+
+def run(args) -> dict:
+    """`torchport train mnist`: the tutorial's run, then history.json, test.json and the two plots."""
+    import os
+
+    from .outputs import write_json, write_plot
+
+    _, history, result = train_tutorial(args.data_dir, args.device, args.seed, args.epochs, args.lr,
+                                        args.batch_size, args.val_batch_size)
     write_json(os.path.join(args.out, "history.json"), history)
     write_json(os.path.join(args.out, "test.json"), {"test_loss": result["val_loss"], "test_acc": result["val_acc"]})
     write_plot(os.path.join(args.out, "accuracy.png"), {"val_acc": [r["val_acc"] for r in history]},

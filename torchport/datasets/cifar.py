@@ -38,7 +38,9 @@ def parse_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         d = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except pickle.UnpicklingError as e:
-        raise DataError(f"{name}: {e}") from None
+        if str(e).startswith("refused"):
+            raise DataError(f"{name}: {e}") from None
+        raise DataError(f"{name}: not a readable CIFAR-10 batch ({e})") from None
     except Exception as e:  # truncated or garbage bytes raise many types; all mean "not a CIFAR batch"
         raise DataError(f"{name}: not a readable CIFAR-10 batch ({type(e).__name__})") from None
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
