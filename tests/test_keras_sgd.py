@@ -33,7 +33,7 @@ def test_tf_keras_legacy_golden_values():
 def test_momentum_and_decay_by_hand(nesterov, legacy):
     rng = np.random.default_rng(0)
     grads = rng.normal(size=(20, 3))
-    lr, m, decay = 0.1, 0.9, 0.05
+    lr, m, decay = 0.1, 0.875, 0.05  # 0.875 is exact in float32 (see the momentum-rounding test)
     out, opt = run(grads, [1.0, -1.0, 0.5], learning_rate=lr, momentum=m, nesterov=nesterov, decay=decay,
                    legacy_decay=legacy)
     w, v = np.array([1.0, -1.0, 0.5]), np.zeros(3)
@@ -58,13 +58,20 @@ def test_legacy_decay_counts_batches_over_the_seed_run():
 def test_constant_lr_matches_torch_sgd_but_decay_does_not():
     rng = np.random.default_rng(1)
     grads = rng.normal(size=(10, 4))
-    ours, _ = run(grads, [0.0] * 4, learning_rate=0.05, momentum=0.9)
+    ours, _ = run(grads, [0.0] * 4, learning_rate=0.05, momentum=0.875)
     w = torch.zeros(4, dtype=torch.float64, requires_grad=True)
-    torch_opt = torch.optim.SGD([w], lr=0.05, momentum=0.9)
+    torch_opt = torch.optim.SGD([w], lr=0.05, momentum=0.875)
     for g in grads:
         w.grad = torch.tensor(g)
         torch_opt.step()
     np.testing.assert_allclose(ours[-1], w.detach().numpy(), rtol=1e-10)
+
+
+def test_momentum_is_rounded_through_float32_as_keras_does():
+    # Keras: ops.cast(self.momentum, variable.dtype) converts 0.9 to a float32 tensor first
+    out, opt = run([[1.0], [0.0]], [0.0], learning_rate=1.0, momentum=0.9)
+    assert opt.param_groups[0]["momentum"] == float(np.float32(0.9)) == 0.8999999761581421
+    assert out[1][0] == -1.0 + -0.8999999761581421
 
 
 def test_state_dict_round_trip_continues_identically():

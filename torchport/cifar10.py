@@ -140,7 +140,7 @@ def run(args) -> dict:
                    nesterov=False, legacy_decay=args.legacy_decay)
     metrics = {"accuracy": categorical_accuracy}
     if args.verbose:
-        model.summary()
+        print(model.summary())  # as the seed does: the table, then `None`
 
     # Fit the model
     history = engine.fit(model, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics,

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply decay=lr/epochs per batch as Keras 2 did (Keras 3, the default, ignores it)")
     c.add_argument("--seed", type=any_int, default=7)
     c.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+
+    par = sub.add_parser("parity", help="check torchport against the installed Keras and print the table")
+    par.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -120,6 +123,9 @@ def _run(args) -> int:
         else:
             from .cifar10 import run
         run(args)
+    elif args.command == "parity":
+        from .parity import main as parity_main
+        return parity_main()
     return 0
 
 

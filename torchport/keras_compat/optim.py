@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
 KERAS3_DECAY_WARNING = "Argument `decay` is no longer supported and will be ignored."
@@ -35,7 +36,10 @@ class KerasSGD(torch.optim.Optimizer):
         if decay and not legacy_decay:
             warnings.warn(KERAS3_DECAY_WARNING, stacklevel=2)
             decay = 0.0
-        defaults = dict(lr=float(learning_rate), momentum=float(momentum), nesterov=bool(nesterov),
+        # Keras casts the Python float momentum through a float32 tensor (convert_to_tensor, then cast to the
+        # variable's dtype), so even a float64 model steps with momentum 0.8999999761581421, not 0.9.
+        momentum = float(np.float32(momentum))
+        defaults = dict(lr=float(learning_rate), momentum=momentum, nesterov=bool(nesterov),
                         decay=float(decay), iterations=0, foreach=foreach)
         super().__init__(params, defaults)
 
