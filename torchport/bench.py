@@ -54,3 +54,241 @@ def bench_mnist(data_dir: str, device, epochs=(5, 5), lrs=(0.5, 0.1), seed: int 
             shutil.rmtree(root, ignore_errors=True)
     return {"torchport_s": ours, "original_s": theirs, "speedup": theirs / ours,
             "torchport_val_acc": history[-1]["val_acc"], "original_val_acc": original[-1]["val_acc"]}
+
+
+# ---- CIFAR-10 CNN: training step, inference, memory, FLOP floor ----------------------------------------
+
+def training_flops(model, example) -> tuple[float, float]:
+    """(forward, forward + backward) FLOPs of one batch: 2 per multiply-add of every conv and dense layer.
+
+    Backward costs twice the forward (input and weight gradients), less the input gradient of the first
+    layer, which nothing needs.
+    """
+    import torch
+    import torch.nn as nn
+
+    macs = []
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Conv2d):
+            macs.append(out.numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1] // mod.groups)
+        else:
+            macs.append(out.numel() * mod.in_features)
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model.eval()(example)
+    for h in hooks:
+        h.remove()
+    forward = 2.0 * sum(macs)
+    return forward, forward + 2 * forward - 2.0 * macs[0]
+
+
+def matmul_flops_per_s(device, n: int = 2048, seconds: float = 2.0) -> float:
+    """This machine's fp32 matmul rate with torch: the yardstick of the FLOP floor."""
+    import torch
+
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    _sync(device)
+    return 2.0 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_window_ms(stamps: list[float], window: int, warmup: int) -> float:
+    """Median ms/step over consecutive windows of `window` steps, after `warmup` steps."""
+    import statistics
+
+    s = stamps[warmup:]
+    windows = [(s[i + window] - s[i]) / window for i in range(0, len(s) - window, window)]
+    return 1e3 * statistics.median(windows)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str) -> dict:
+    """A real training run's process: full data resident as uint8, the seed's model, KerasSGD, the engine."""
+    import contextlib
+    import io
+
+    import torch
+
+    from . import engine
+    from .cifar10 import SimpleCNN, load_data, make_loader
+    from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
+
+    device = torch.device(device)
+    torch.manual_seed(7)
+    with contextlib.redirect_stderr(io.StringIO()):
+        (x, y), (xt, yt) = load_data(data_dir)
+    n = min(len(x), steps * 32)
+    loader = make_loader(x, y, 32, device, shuffle=True, seed=7)
+    loader.x, loader.y = loader.x[:n], loader.y[:n]  # all data resident, one pass over `steps` batches
+    model = SimpleCNN().to(device, memory_format=torch.channels_last)
+    opt = KerasSGD(model.parameters(), learning_rate=0.01, momentum=0.9)
+    stamps: list[float] = []
+
+    class Clock(engine.Callback):
+        def on_train_batch_end(self, step, aggregator):
+            if step % window == 0:
+                _sync(device)
+            stamps.append(time.perf_counter())
+
+    engine.fit(model, opt, categorical_crossentropy, loader, 1, metrics={"accuracy": categorical_accuracy},
+               callbacks=[Clock()], verbose=0)
+    stamps = [t for i, t in enumerate(stamps) if i % window == 0]  # only synchronised stamps
+    ms = _median_window_ms(stamps, 1, warmup // window)
+    ms /= window
+    test = make_loader(xt[:4096], yt[:4096], 128, device)
+    model.eval()
+    with torch.no_grad():
+        for i, (xb, _) in enumerate(test):
+            if i == 2:
+                _sync(device)
+                t0, seen = time.perf_counter(), 0
+            if i >= 2:
+                seen += len(xb)
+            model(xb)
+        _sync(device)
+    return {"ms_per_step": ms, "images_per_s": seen / (time.perf_counter() - t0), "peak_rss_mb": _peak_rss_mb()}
+
+
+def worker_keras(data_dir, steps: int, window: int, warmup: int) -> dict:
+    """The seed's script in its own process: float32 arrays, to_categorical, model.fit at batch 32."""
+    import contextlib
+    import io
+
+    import numpy as np
+
+    from .cifar10 import load_data
+    from .keras_env import import_keras
+    from .parity import keras_cifar
+
+    keras = import_keras()
+    with contextlib.redirect_stderr(io.StringIO()):
+        (X_train, y_train), (X_test, y_test) = load_data(data_dir)
+    X_train = X_train.astype("float32") / 255.0
+    X_test = X_test.astype("float32") / 255.0
+    y_train = keras.utils.to_categorical(y_train)
+    model = keras_cifar(keras)
+    model.compile(loss="categorical_crossentropy", metrics=["accuracy"],
+                  optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9))
+    stamps: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            stamps.append(time.perf_counter())
+
+    n = min(len(X_train), steps * 32)
+    model.fit(X_train[:n], y_train[:n], epochs=1, batch_size=32, verbose=0, callbacks=[Clock()])
+    ms = _median_window_ms(stamps, window, warmup)
+    model.predict(X_test[:256], batch_size=128, verbose=0)
+    t0 = time.perf_counter()
+    model.predict(X_test[256:4096], batch_size=128, verbose=0)
+    ips = (4096 - 256) / (time.perf_counter() - t0)
+    return {"ms_per_step": ms, "images_per_s": ips, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _in_subprocess(kind: str, **kw) -> dict:
+    """Run a worker in a fresh interpreter so its peak memory is its own."""
+    import json
+    import subprocess
+    import sys
+
+    code = (f"import json, sys; from torchport import bench; "
+            f"print('RESULT' + json.dumps(bench.worker_{kind}(**json.loads(sys.argv[1]))))")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(kw)], capture_output=True, text=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT")]
+    if p.returncode != 0 or not lines:
+        raise RuntimeError(f"bench worker {kind} failed:\n{p.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT"):])
+
+
+def run_bench(cifar_dir, mnist_dir, device, quick: bool = False, with_keras: bool = True) -> dict:
+    import importlib.util
+
+    import torch
+
+    from .cifar10 import SimpleCNN
+
+    steps, window, warmup = (60, 10, 20) if quick else (400, 20, 40)
+    fwd, train = training_flops(SimpleCNN(), torch.zeros(32, 3, 32, 32))
+    rate = matmul_flops_per_s(device, seconds=1.0 if quick else 3.0)
+    floor_ms = 1e3 * train / rate
+    res = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "train_gflop_per_step": train / 1e9, "matmul_gflops": rate / 1e9, "floor_ms_per_step": floor_ms}
+    ours = _in_subprocess("torchport", data_dir=cifar_dir, steps=steps, window=window, warmup=warmup,
+                          device=str(device))
+    res["torchport"] = {**ours, "x_floor": ours["ms_per_step"] / floor_ms}
+    if with_keras and importlib.util.find_spec("tensorflow") is not None:
+        theirs = _in_subprocess("keras", data_dir=cifar_dir, steps=steps, window=window, warmup=warmup)
+        import tensorflow as tf  # noqa: F401  (after torch's compiler stack: see keras_env)
+        res["keras"] = {**theirs, "x_floor": theirs["ms_per_step"] / floor_ms, "version": tf.__version__}
+        res["speedup_train"] = theirs["ms_per_step"] / ours["ms_per_step"]
+        res["speedup_infer"] = ours["images_per_s"] / theirs["images_per_s"]
+        res["memory_ratio"] = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
+    if mnist_dir is not None:
+        epochs = (1, 1) if quick else (5, 5)
+        res["mnist"] = bench_mnist(mnist_dir, device, epochs=epochs)
+    return res
+
+
+def format_markdown(r: dict) -> str:
+    k = r.get("keras")
+    lines = [f"Device: {r['device']} ({r['threads']} threads), torch {r['torch']}"
+             + (f", TensorFlow {k['version']}" if k else ""),
+             f"CIFAR-10 CNN training step at batch 32: {r['train_gflop_per_step']:.2f} GFLOP; fp32 matmul "
+             f"{r['matmul_gflops']:.0f} GFLOP/s, so the floor is {r['floor_ms_per_step']:.1f} ms/step.", "",
+             "| measure | torchport | Keras (TF) | ratio |", "|---|---|---|---|"]
+    t = r["torchport"]
+    kv = (lambda key, fmt: fmt.format(k[key]) if k else "n/a")
+    lines.append(f"| train ms/step (median) | {t['ms_per_step']:.1f} | {kv('ms_per_step', '{:.1f}')} | "
+                 + (f"{r['speedup_train']:.2f}x faster |" if k else "|"))
+    lines.append(f"| x FLOP floor | {t['x_floor']:.2f} | {kv('x_floor', '{:.2f}')} | |")
+    lines.append(f"| inference images/s | {t['images_per_s']:.0f} | {kv('images_per_s', '{:.0f}')} | "
+                 + (f"{r['speedup_infer']:.2f}x |" if k else "|"))
+    lines.append(f"| peak RSS MB (train process) | {t['peak_rss_mb']:.0f} | {kv('peak_rss_mb', '{:.0f}')} | "
+                 + (f"{100 * r['memory_ratio']:.0f}% of Keras |" if k else "|"))
+    if "mnist" in r:
+        m = r["mnist"]
+        lines += ["", "| MNIST tutorial run | torchport | original pipeline | speedup |", "|---|---|---|---|",
+                  f"| seconds | {m['torchport_s']:.1f} | {m['original_s']:.1f} | {m['speedup']:.1f}x |",
+                  f"| final val_acc | {m['torchport_val_acc']:.4f} | {m['original_val_acc']:.4f} | |"]
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    import json
+
+    from .datasets.cifar import find_cifar
+    from .datasets.idx import find_mnist_files
+    from .errors import UsageError
+    from .outputs import write_atomic
+
+    if args.cifar_dir and find_cifar(args.cifar_dir) is None:
+        raise UsageError(f"--cifar-dir {args.cifar_dir}: no CIFAR-10 data there")
+    if args.mnist_dir and find_mnist_files(args.mnist_dir) is None:
+        raise UsageError(f"--mnist-dir {args.mnist_dir}: no MNIST data there")
+    r = run_bench(args.cifar_dir, args.mnist_dir, args.device, quick=args.quick, with_keras=not args.no_keras)
+    md = format_markdown(r)
+    print(md)
+    write_atomic(os.path.join(args.out, "bench.json"), lambda f: f.write(json.dumps(r, indent=2).encode()))
+    write_atomic(os.path.join(args.out, "bench.md"), lambda f: f.write((md + "\n").encode()))
+    print(f"Wrote {args.out}/bench.json and bench.md")
+    return 0

@@ -114,8 +114,10 @@ def run(args) -> dict:
     import os
 
     from . import engine
+    from .checkpoint import Checkpointer, load_latest, restore
     from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
-    from .outputs import write_json, write_plot
+    from .keras_io import save_keras_weights
+    from .outputs import write_atomic, write_json, write_plot
 
     device = args.device
     # fix random seed for reproducibility (the seed script seeds numpy only; we seed torch too)
@@ -142,14 +144,32 @@ def run(args) -> dict:
     if args.verbose:
         print(model.summary())  # as the seed does: the table, then `None`
 
+    # Checkpoints (torchport's addition: a Colab disconnect costs at most one epoch)
+    history, callbacks, resume = engine.History(), [], {}
+    config = {"tutorial": "cifar10", "epochs": epochs, "batch_size": args.batch_size, "lr": lrate,
+              "momentum": args.momentum, "legacy_decay": args.legacy_decay, "seed": seed, "n_train": len(X_train)}
+    if args.checkpoint_dir:
+        state = load_latest(args.checkpoint_dir, config, model, sgd) if args.resume else None
+        if args.resume and state is None:
+            print(f"No valid checkpoint in {args.checkpoint_dir}: starting from the beginning")
+        if state is not None:
+            history.epoch, history.history = list(state["history_epochs"]), dict(state["history"])
+            resume = {"initial_epoch": state["epochs_done"], **restore(state, train_loader)}
+            print(f"Resuming after epoch {state['epochs_done']} (+{state['step']} steps) from {args.checkpoint_dir}")
+        callbacks.append(Checkpointer(args.checkpoint_dir, config, train_loader, args.keep_checkpoints,
+                                      extra=lambda: {"history": history.history, "history_epochs": history.epoch},
+                                      resume_hint=args.resume_hint))
+
     # Fit the model
-    history = engine.fit(model, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics,
-                         val_loader=test_loader, verbose=args.verbose)
+    engine.fit(model, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics, val_loader=test_loader,
+               verbose=args.verbose, history=history, callbacks=callbacks, **resume)
     # Final evaluation of the model
     scores = engine.evaluate(model, test_loader, categorical_crossentropy, metrics)
     print("Accuracy: %.2f%%" % (scores["accuracy"] * 100))
 
     write_json(os.path.join(args.out, "history.json"), history.history)
+    write_atomic(os.path.join(args.out, "model.pt"), lambda f: torch.save(model.state_dict(), f))
+    save_keras_weights(model, os.path.join(args.out, "model.weights.h5"))  # loads into the Keras original
     h = history.history
     write_plot(os.path.join(args.out, "accuracy.png"), {"accuracy": h["accuracy"], "val_accuracy": h["val_accuracy"]},
                "accuracy", "Accuracy vs. epochs")

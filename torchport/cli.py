@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import warnings
 
@@ -72,6 +73,10 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--out", default=out, help=f"output folder (default: {out})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here "
+                   "(e.g. a mounted Google Drive folder)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
+    p.add_argument("--keep-checkpoints", type=positive_int, default=3, metavar="K", help="keep the newest K (3)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=any_int, default=7)
     c.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
 
+    b = sub.add_parser("bench", help="time torchport against Keras and the FLOP floor on this machine")
+    b.add_argument("--cifar-dir", default=None, help="CIFAR-10 folder (default: cache or bundled sample)")
+    b.add_argument("--mnist-dir", default=None, help="MNIST folder for the tutorial-run comparison (skipped if absent)")
+    b.add_argument("--out", default="runs/bench")
+    b.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    b.add_argument("--quick", action="store_true", help="a short smoke version")
+    b.add_argument("--no-keras", action="store_true", help="skip the Keras side")
+    b.add_argument("--debug", action="store_true", help="show tracebacks")
+
     par = sub.add_parser("parity", help="check torchport against the installed Keras and print the table")
     par.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -111,6 +125,10 @@ def _validate(args) -> None:
         raise UsageError(f"--epochs has {len(args.epochs)} phases but --lr has {len(args.lr)}: give one of each per phase")
     if hasattr(args, "out"):
         check_writable(args.out)
+    if getattr(args, "resume", False) and not args.checkpoint_dir:
+        raise UsageError("--resume needs --checkpoint-dir: the folder the interrupted run wrote its checkpoints to")
+    if getattr(args, "checkpoint_dir", None):
+        check_writable(args.checkpoint_dir, "--checkpoint-dir")
     if hasattr(args, "device"):
         args.device = resolve_device(args.device)
 
@@ -123,6 +141,9 @@ def _run(args) -> int:
         else:
             from .cifar10 import run
         run(args)
+    elif args.command == "bench":
+        from .bench import main as bench_main
+        return bench_main(args)
     elif args.command == "parity":
         from .parity import main as parity_main
         return parity_main()
@@ -139,6 +160,7 @@ def main(argv=None) -> int:
     warnings.showwarning = _one_line_warnings
     try:
         args = build_parser().parse_args(argv)
+        args.resume_hint = shlex.join(["torchport", *argv] + ([] if "--resume" in argv else ["--resume"]))
         return _run(args)
     except TorchportError as e:
         if debug:

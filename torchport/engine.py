@@ -7,6 +7,7 @@ progress bar refreshes), so the hot loop has no host sync.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Iterable, Mapping
 
 import torch
@@ -123,11 +124,12 @@ def evaluate(model: torch.nn.Module, loader, loss_fn, metrics: Mapping[str, Metr
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train_loader, epochs: int, *,
         metrics: Mapping[str, Metric] | None = None, val_loader=None, callbacks: Iterable[Callback] = (),
         verbose: int = 2, initial_epoch: int = 0, history: History | None = None,
-        val_aggregator: type[WeightedMean] = WeightedMean, val_metrics: Mapping[str, Metric] | None = None
-        ) -> History:
+        val_aggregator: type[WeightedMean] = WeightedMean, val_metrics: Mapping[str, Metric] | None = None,
+        resume_step: int = 0, resume_aggregator=None) -> History:
     """Train `epochs` epochs (from `initial_epoch`) and return the History. Keras' `fit`, in torch.
 
     `metrics` are reported for training and validation; `val_metrics`, when given, for validation only.
+    `resume_step` and `resume_aggregator` (buffer, sizes) continue an epoch a checkpoint interrupted.
     """
     from .keras_compat.progbar import ProgbarLogger  # logging lives beside the other Keras semantics
 
@@ -146,7 +148,11 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
             cb.on_epoch_begin(epoch)
         model.train()
         agg = WeightedMean(["loss", *metrics], _len(train_loader))
-        for step, (x, y) in enumerate(train_loader):
+        batches = enumerate(train_loader)
+        if epoch == initial_epoch and resume_step:  # the same permutation, its first steps already done
+            batches = itertools.islice(batches, resume_step, None)
+            agg.buffer, agg.sizes = resume_aggregator[0].clone(), list(resume_aggregator[1])
+        for step, (x, y) in batches:
             outputs = model(x)
             loss = loss_fn(outputs, y)
             optimizer.zero_grad(set_to_none=True)

@@ -89,16 +89,28 @@ def evaluate(model, val_loader):
     return {"val_loss": result["loss"], "val_acc": result["acc"]}
 
 
-def fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD, callbacks=()):
+def fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD, *, callbacks=(), **resume):
     """The tutorial's fit: a fresh `opt_func(model.parameters(), lr)`, then `epochs` epochs on the engine.
 
     Returns the list of per-epoch result dicts (`val_loss`, `val_acc`), printing each with `epoch_end`.
+    Keyword-only extras (not in the tutorial): engine callbacks, and `initial_epoch` / `resume_step` /
+    `resume_aggregator` to continue from a checkpoint.
     """
     optimizer = opt_func(model.parameters(), lr)
     history = engine.fit(model, optimizer, F.cross_entropy, train_loader, epochs, val_loader=val_loader,
                          val_metrics={"acc": accuracy}, val_aggregator=engine.BatchMean,
-                         callbacks=[_TutorialEpochEnd(), *callbacks], verbose=0)
+                         callbacks=[_TutorialEpochEnd(), *callbacks], verbose=0, **resume)
     return [_tutorial_result(r) for r in history.records]
+
+
+class _AppendResult(engine.Callback):
+    """Keeps the run's history list current epoch by epoch (a checkpoint stores it)."""
+
+    def __init__(self, history: list):
+        self.history = history
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append(_tutorial_result(logs))
 
 
 # ---- data: the tutorial's MNIST + ToTensor + random_split, as device-resident tensors --------------------
@@ -146,8 +158,15 @@ def make_loader(x, y, batch_size, device, shuffle=False, seed=None):
 # ---- the notebook's driver, as `torchport train mnist` ---------------------------------------------------
 
 def train_tutorial(data_dir=None, device="cpu", seed=0, epochs=(5, 5), lrs=(0.5, 0.1), batch_size=128,
-                   val_batch_size=256, callbacks=()):
-    """The notebook's run on tensor-resident loaders: evaluate, fit(5, 0.5), fit(5, 0.1), test accuracy."""
+                   val_batch_size=256, checkpoint_dir=None, resume=False, keep=3,
+                   resume_hint="the same command with --resume"):
+    """The notebook's run on tensor-resident loaders: evaluate, fit(5, 0.5), fit(5, 0.1), test accuracy.
+
+    With `checkpoint_dir`, every epoch is checkpointed; `resume` continues from the newest valid one,
+    in whichever phase it was taken.
+    """
+    from .checkpoint import Checkpointer, load_latest, restore
+
     torch.manual_seed(seed)
     (x, y), (x_test, y_test) = load_mnist(data_dir)
     train_idx, val_idx = split_train_val(len(x), seed)
@@ -158,10 +177,32 @@ def train_tutorial(data_dir=None, device="cpu", seed=0, epochs=(5, 5), lrs=(0.5,
     model = MnistModel(in_size=784, hidden_size=32, out_size=10)
     to_device(model, device)
 
-    history = [evaluate(model, val_loader)]
-    print("Before training: val_loss: {:.4f}, val_acc: {:.4f}".format(history[0]['val_loss'], history[0]['val_acc']))
+    config = {"tutorial": "mnist", "seed": seed, "epochs": list(epochs), "lr": list(lrs), "batch_size": batch_size,
+              "val_batch_size": val_batch_size, "n_train": len(x)}
+    done, resume_args, history = 0, {}, None
+    state = load_latest(checkpoint_dir, config, model, None) if checkpoint_dir and resume else None
+    if resume and checkpoint_dir and state is None:
+        print(f"No valid checkpoint in {checkpoint_dir}: starting from the beginning")
+    if state is not None:
+        done, history = state["epochs_done"], state["history"]
+        resume_args = restore(state, train_loader)
+        print(f"Resuming after epoch {done} (+{state['step']} steps) from {checkpoint_dir}")
+    if history is None:
+        history = [evaluate(model, val_loader)]
+        print("Before training: val_loss: {:.4f}, val_acc: {:.4f}".format(history[0]['val_loss'], history[0]['val_acc']))
+
+    offset = 0
     for n, lr in zip(epochs, lrs):
-        history += fit(n, lr, model, train_loader, val_loader, callbacks=callbacks)
+        if done < offset + n:  # this phase is not finished yet
+            callbacks = [_AppendResult(history)]
+            if checkpoint_dir:
+                callbacks.append(Checkpointer(checkpoint_dir, config, train_loader, keep, epoch_offset=offset,
+                                              extra=lambda: {"history": history},
+                                              resume_hint=resume_hint))
+            fit(n, lr, model, train_loader, val_loader, callbacks=callbacks,
+                initial_epoch=max(done - offset, 0), **resume_args)
+            resume_args = {}
+        offset += n
 
     result = evaluate(model, test_loader)
     print("Test accuracy: {:.4f} (val_loss on test set: {:.4f})".format(result['val_acc'], result['val_loss']))
@@ -172,15 +213,17 @@ def run(args) -> dict:
     """`torchport train mnist`: the tutorial's run, then history.json, test.json and the two plots."""
     import os
 
-    from .outputs import write_json, write_plot
+    from .outputs import write_atomic, write_json, write_plot
 
-    _, history, result = train_tutorial(args.data_dir, args.device, args.seed, args.epochs, args.lr,
-                                        args.batch_size, args.val_batch_size)
+    model, history, result = train_tutorial(args.data_dir, args.device, args.seed, args.epochs, args.lr,
+                                            args.batch_size, args.val_batch_size, args.checkpoint_dir, args.resume,
+                                            args.keep_checkpoints, args.resume_hint)
+    write_atomic(os.path.join(args.out, "model.pt"), lambda f: torch.save(model.state_dict(), f))
     write_json(os.path.join(args.out, "history.json"), history)
     write_json(os.path.join(args.out, "test.json"), {"test_loss": result["val_loss"], "test_acc": result["val_acc"]})
     write_plot(os.path.join(args.out, "accuracy.png"), {"val_acc": [r["val_acc"] for r in history]},
                "accuracy", "Accuracy vs. No. of epochs")
     write_plot(os.path.join(args.out, "loss.png"), {"val_loss": [r["val_loss"] for r in history]},
                "loss", "Loss vs. No. of epochs")
-    print(f"Wrote {args.out}/history.json, accuracy.png, loss.png")
+    print(f"Wrote {args.out}/history.json, test.json, model.pt, accuracy.png, loss.png")
     return {"history": history, "test": result}
