@@ -119,7 +119,8 @@ class Checkpointer(Callback):
         gen = getattr(self.loader, "generator", None)
         state = {
             "format": FORMAT, "config": self.config, "epochs_done": epochs_done, "step": step,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": getattr(self.model, "_orig_mod", self.model).state_dict(),  # unwrap torch.compile
+            "optimizer": self.optimizer.state_dict(),
             "rng": rng_state(gen),
             # mid-epoch: the loader's state when this epoch began regenerates its permutation
             "epoch_start_loader": self.epoch_start_loader_state if step else None,

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .device import TensorLoader
+from .keras_compat.layers import Dropout
 from .keras_compat.summary import summary as keras_summary
 
 NUM_CLASSES = 10
@@ -33,12 +34,12 @@ class SimpleCNN(nn.Module):
     def __init__(self, num_classes: int = NUM_CLASSES):
         super().__init__()
         self.conv2d = nn.Conv2d(3, 32, kernel_size=(3, 3), padding="same")        # + relu
-        self.dropout = nn.Dropout(0.2)
+        self.dropout = Dropout(0.2)
         self.conv2d_1 = nn.Conv2d(32, 32, kernel_size=(3, 3), padding="same")     # + relu
         self.max_pooling2d = nn.MaxPool2d(kernel_size=(2, 2))
         self.flatten = Flatten()
         self.dense = nn.Linear(16 * 16 * 32, 512)                                 # + relu
-        self.dropout_1 = nn.Dropout(0.5)
+        self.dropout_1 = Dropout(0.5)
         self.dense_1 = nn.Linear(512, num_classes)                                # + softmax (in predict)
         for layer in (self.conv2d, self.conv2d_1, self.dense, self.dense_1):
             nn.init.xavier_uniform_(layer.weight)  # glorot_uniform: the same fans for conv and dense
@@ -111,13 +112,12 @@ def make_loader(x: np.ndarray, y: np.ndarray, batch_size: int, device, shuffle: 
 
 def run(args) -> dict:
     """The Keras script, step for step: load, normalise, build, compile, summary, fit, evaluate."""
-    import os
-
     from . import engine
     from .checkpoint import Checkpointer, load_latest, restore
+    from .fastpaths import maybe_compile, set_tf32
     from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
     from .keras_io import save_keras_weights
-    from .outputs import write_atomic, write_json, write_plot
+    from .outputs import OutputSet, write_atomic, write_json, write_plot
 
     device = args.device
     # fix random seed for reproducibility (the seed script seeds numpy only; we seed torch too)
@@ -160,19 +160,23 @@ def run(args) -> dict:
                                       extra=lambda: {"history": history.history, "history_epochs": history.epoch},
                                       resume_hint=args.resume_hint))
 
-    # Fit the model
-    engine.fit(model, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics, val_loader=test_loader,
-               verbose=args.verbose, history=history, callbacks=callbacks, **resume)
+    # Fit the model (the fast paths that break parity are opt-in: --tf32, --amp, --compile)
+    if device.type == "cuda":
+        set_tf32(args.tf32)
+    example = next(iter(test_loader))[0]
+    trained = maybe_compile(model, args.compile, example)
+    engine.fit(trained, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics, val_loader=test_loader,
+               verbose=args.verbose, history=history, callbacks=callbacks, amp=args.amp, **resume)
     # Final evaluation of the model
     scores = engine.evaluate(model, test_loader, categorical_crossentropy, metrics)
     print("Accuracy: %.2f%%" % (scores["accuracy"] * 100))
 
-    write_json(os.path.join(args.out, "history.json"), history.history)
-    write_atomic(os.path.join(args.out, "model.pt"), lambda f: torch.save(model.state_dict(), f))
-    save_keras_weights(model, os.path.join(args.out, "model.weights.h5"))  # loads into the Keras original
     h = history.history
-    write_plot(os.path.join(args.out, "accuracy.png"), {"accuracy": h["accuracy"], "val_accuracy": h["val_accuracy"]},
-               "accuracy", "Accuracy vs. epochs")
-    write_plot(os.path.join(args.out, "loss.png"), {"loss": h["loss"], "val_loss": h["val_loss"]},
-               "loss", "Loss vs. epochs")
+    with OutputSet(args.out) as out:
+        write_json(out.path("history.json"), h)
+        write_atomic(out.path("model.pt"), lambda f: torch.save(model.state_dict(), f))
+        save_keras_weights(model, out.path("model.weights.h5"))  # loads into the Keras original
+        write_plot(out.path("accuracy.png"), {"accuracy": h["accuracy"], "val_accuracy": h["val_accuracy"]},
+                   "accuracy", "Accuracy vs. epochs")
+        write_plot(out.path("loss.png"), {"loss": h["loss"], "val_loss": h["val_loss"]}, "loss", "Loss vs. epochs")
     return {"history": h, "test": scores}

@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply decay=lr/epochs per batch as Keras 2 did (Keras 3, the default, ignores it)")
     c.add_argument("--seed", type=any_int, default=7)
     c.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    c.add_argument("--amp", choices=["bf16", "fp16"], default=None,
+                   help="mixed precision (off by default: it breaks parity with Keras)")
+    c.add_argument("--tf32", action="store_true", help="allow TF32 on Ampere+ GPUs (off: it breaks parity)")
+    c.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead"], default=None,
+                   help="torch.compile the model (reduce-overhead: CUDA graphs); falls back to eager")
 
     b = sub.add_parser("bench", help="time torchport against Keras and the FLOP floor on this machine")
     b.add_argument("--cifar-dir", default=None, help="CIFAR-10 folder (default: cache or bundled sample)")

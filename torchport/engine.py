@@ -102,8 +102,9 @@ def _len(loader) -> int:
 
 
 def _batch_values(outputs, targets, loss, metrics: Mapping[str, Metric]) -> torch.Tensor:
+    dtype = torch.promote_types(loss.dtype, torch.float32)  # bf16/fp16 losses (AMP) are summed in float32
     with torch.no_grad():
-        return torch.stack([loss.detach(), *(m(outputs, targets).to(loss.dtype) for m in metrics.values())])
+        return torch.stack([loss.detach().to(dtype), *(m(outputs, targets).to(dtype) for m in metrics.values())])
 
 
 def evaluate(model: torch.nn.Module, loader, loss_fn, metrics: Mapping[str, Metric] | None = None,
@@ -125,12 +126,14 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
         metrics: Mapping[str, Metric] | None = None, val_loader=None, callbacks: Iterable[Callback] = (),
         verbose: int = 2, initial_epoch: int = 0, history: History | None = None,
         val_aggregator: type[WeightedMean] = WeightedMean, val_metrics: Mapping[str, Metric] | None = None,
-        resume_step: int = 0, resume_aggregator=None) -> History:
+        resume_step: int = 0, resume_aggregator=None, amp: str | None = None) -> History:
     """Train `epochs` epochs (from `initial_epoch`) and return the History. Keras' `fit`, in torch.
 
     `metrics` are reported for training and validation; `val_metrics`, when given, for validation only.
     `resume_step` and `resume_aggregator` (buffer, sizes) continue an epoch a checkpoint interrupted.
+    `amp` ("bf16" / "fp16") autocasts the forward pass and loss (off by default: it breaks parity).
     """
+    from .fastpaths import autocast, grad_scaler
     from .keras_compat.progbar import ProgbarLogger  # logging lives beside the other Keras semantics
 
     metrics = dict(metrics or {})
@@ -140,6 +143,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
     for cb in callbacks:
         cb.model, cb.optimizer, cb.params = model, optimizer, params
     model.stop_training = False
+    device = next(model.parameters()).device
+    scaler = grad_scaler(device, amp)
 
     for cb in callbacks:
         cb.on_train_begin()
@@ -153,11 +158,13 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
             batches = itertools.islice(batches, resume_step, None)
             agg.buffer, agg.sizes = resume_aggregator[0].clone(), list(resume_aggregator[1])
         for step, (x, y) in batches:
-            outputs = model(x)
-            loss = loss_fn(outputs, y)
+            with autocast(device, amp):
+                outputs = model(x)
+                loss = loss_fn(outputs, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             agg.update(_batch_values(outputs, y, loss, metrics), len(x), step)
             for cb in callbacks:
                 cb.on_train_batch_end(step, agg)

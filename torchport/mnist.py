@@ -211,19 +211,18 @@ def train_tutorial(data_dir=None, device="cpu", seed=0, epochs=(5, 5), lrs=(0.5,
 
 def run(args) -> dict:
     """`torchport train mnist`: the tutorial's run, then history.json, test.json and the two plots."""
-    import os
-
-    from .outputs import write_atomic, write_json, write_plot
+    from .outputs import OutputSet, write_atomic, write_json, write_plot
 
     model, history, result = train_tutorial(args.data_dir, args.device, args.seed, args.epochs, args.lr,
                                             args.batch_size, args.val_batch_size, args.checkpoint_dir, args.resume,
                                             args.keep_checkpoints, args.resume_hint)
-    write_atomic(os.path.join(args.out, "model.pt"), lambda f: torch.save(model.state_dict(), f))
-    write_json(os.path.join(args.out, "history.json"), history)
-    write_json(os.path.join(args.out, "test.json"), {"test_loss": result["val_loss"], "test_acc": result["val_acc"]})
-    write_plot(os.path.join(args.out, "accuracy.png"), {"val_acc": [r["val_acc"] for r in history]},
-               "accuracy", "Accuracy vs. No. of epochs")
-    write_plot(os.path.join(args.out, "loss.png"), {"val_loss": [r["val_loss"] for r in history]},
-               "loss", "Loss vs. No. of epochs")
+    with OutputSet(args.out) as out:
+        write_atomic(out.path("model.pt"), lambda f: torch.save(model.state_dict(), f))
+        write_json(out.path("history.json"), history)
+        write_json(out.path("test.json"), {"test_loss": result["val_loss"], "test_acc": result["val_acc"]})
+        write_plot(out.path("accuracy.png"), {"val_acc": [r["val_acc"] for r in history]},
+                   "accuracy", "Accuracy vs. No. of epochs")
+        write_plot(out.path("loss.png"), {"val_loss": [r["val_loss"] for r in history]},
+                   "loss", "Loss vs. No. of epochs")
     print(f"Wrote {args.out}/history.json, test.json, model.pt, accuracy.png, loss.png")
     return {"history": history, "test": result}

@@ -45,6 +45,32 @@ def write_atomic(path: str, write) -> None:
         raise
 
 
+class OutputSet:
+    """All-or-nothing outputs: files written inside the `with` are removed again if it fails."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.created_folder = not os.path.exists(folder)
+        self.written: list[str] = []
+
+    def path(self, name: str) -> str:
+        p = os.path.join(self.folder, name)
+        self.written.append(p)
+        return p
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is not None:
+            for p in self.written:
+                if os.path.exists(p):
+                    os.unlink(p)
+            if self.created_folder and os.path.isdir(self.folder) and not os.listdir(self.folder):
+                os.rmdir(self.folder)
+        return False
+
+
 def write_json(path: str, data) -> None:
     write_atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -45,7 +46,7 @@ def parse_idx(raw: bytes, name: str = "idx data", ndim: int | None = None) -> np
     if len(raw) < header:
         raise DataError(f"{name}: truncated header")
     shape = struct.unpack(f">{dims}I", raw[4:header])
-    expected = header + int(np.prod(shape, dtype=np.int64))
+    expected = header + math.prod(shape)  # Python ints: a hostile header cannot overflow
     if len(raw) != expected:
         raise DataError(f"{name}: wrong size, {len(raw)} bytes for shape {shape} (expected {expected})")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
