@@ -14,20 +14,9 @@ from hypothesis import given, settings, strategies as st
 from torchport import engine
 from torchport.checkpoint import Checkpointer, list_checkpoints
 from torchport.cli import main
-from torchport.datasets.cifar import TEST_BATCH, TRAIN_BATCHES, parse_batch
-from torchport.datasets.idx import parse_idx, write_idx
+from torchport.datasets.cifar import parse_batch
+from torchport.datasets.idx import parse_idx
 from torchport.errors import DataError, NonFiniteLossError
-
-
-@pytest.fixture
-def cifar_dir(tmp_path):
-    folder = tmp_path / "cifar" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [*TRAIN_BATCHES, TEST_BATCH]:
-        d = {b"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, 8).tolist()}
-        (folder / name).write_bytes(pickle.dumps(d, protocol=4))
-    return folder
 
 
 def run(capsys, *argv):
@@ -61,8 +50,8 @@ class Exploit:
     (lambda f: f.unlink(), 1, "missing CIFAR-10 batch files: data_batch_2"),
 ])
 def test_cifar_data_files(tmp_path, capsys, cifar_dir, damage, code, message):
-    damage(cifar_dir / "data_batch_2")
-    got, _, err = run(capsys, "train", "cifar10", "--data-dir", cifar_dir.parent, "--out", tmp_path / "o")
+    damage(cifar_dir / "cifar-10-batches-py" / "data_batch_2")
+    got, _, err = run(capsys, "train", "cifar10", "--data-dir", cifar_dir, "--out", tmp_path / "o")
     check(got, err, code, message)
     assert not (tmp_path / "o").exists()
 
@@ -111,7 +100,7 @@ def test_disk_full_while_writing_leaves_no_partial_output(tmp_path, capsys, monk
     (["train", "cifar10", "--batch-size", "0"], "--batch-size: expected a whole number >= 1, got '0'"),
     (["train", "cifar10", "--lr", "-0.1"], "--lr: expected a positive finite number, got '-0.1'"),
     (["train", "cifar10", "--lr", "inf"], "--lr: expected a positive finite number, got 'inf'"),
-    (["train", "cifar10", "--lr", "abc"], "--lr: expected a positive number, got 'abc'"),
+    (["train", "cifar10", "--lr", "abc"], "--lr: expected a positive finite number, got 'abc'"),
     (["train", "mnist", "--lr", "nan", "0.1"], "--lr: expected a positive finite number, got 'nan'"),
     (["train", "mnist", "--device", "gpu"], "--device: invalid choice: 'gpu'"),
     (["train", "cifar10", "--resume"], "--resume needs --checkpoint-dir"),
@@ -140,7 +129,7 @@ def test_debug_shows_the_traceback(tmp_path):
 # ---- training ------------------------------------------------------------------------------------------
 
 def test_non_finite_loss_exits_1_naming_epoch_and_step(tmp_path, capsys, cifar_dir):
-    code, _, err = run(capsys, "train", "cifar10", "--data-dir", cifar_dir.parent, "--out", tmp_path / "o",
+    code, _, err = run(capsys, "train", "cifar10", "--data-dir", cifar_dir, "--out", tmp_path / "o",
                        "--lr", "1e30", "--verbose", "0", "--checkpoint-dir", tmp_path / "ck")
     check(code, err, 1, "non-finite loss at epoch 1, step ")
     assert not (tmp_path / "o").exists() and list_checkpoints(str(tmp_path / "ck")) == []

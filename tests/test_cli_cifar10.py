@@ -1,25 +1,10 @@
 """`torchport train cifar10` end to end on hand-made data, and its bad inputs."""
 import json
-import pickle
 import re
 
-import numpy as np
 import pytest
 
 from torchport.cli import main
-from torchport.datasets.cifar import TEST_BATCH, TRAIN_BATCHES
-
-
-@pytest.fixture
-def cifar_dir(tmp_path):
-    folder = tmp_path / "data" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [*TRAIN_BATCHES, TEST_BATCH]:
-        n = 13 if name != TEST_BATCH else 10
-        d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, n).tolist()}
-        (folder / name).write_bytes(pickle.dumps(d, protocol=2))
-    return tmp_path / "data"
 
 
 def test_trains_writes_keras_history_and_prints_keras_lines(cifar_dir, tmp_path, capsys):

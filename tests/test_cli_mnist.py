@@ -83,7 +83,7 @@ def test_bad_data_files(mnist_dir, tmp_path, capsys, damage, code, message):
     (["--epochs", "-1"], "argument --epochs: expected a whole number >= 1, got '-1'"),
     (["--epochs", "0", "--lr", "0.1"], "argument --epochs: expected a whole number >= 1, got '0'"),
     (["--batch-size", "0"], "argument --batch-size: expected a whole number >= 1, got '0'"),
-    (["--lr", "fast"], "argument --lr: expected a positive number, got 'fast'"),
+    (["--lr", "fast"], "argument --lr: expected a positive finite number, got 'fast'"),
     (["--lr", "nan"], "argument --lr: expected a positive finite number, got 'nan'"),
     (["--epochs", "5", "5", "--lr", "0.5"], "--epochs has 2 phases but --lr has 1"),
     (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),

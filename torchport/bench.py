@@ -175,8 +175,6 @@ def worker_keras(data_dir, steps: int, window: int, warmup: int) -> dict:
     import contextlib
     import io
 
-    import numpy as np
-
     from .cifar10 import load_data
     from .keras_env import import_keras
     from .parity import keras_cifar
