@@ -147,15 +147,13 @@ def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str
 
     class Clock(engine.Callback):
         def on_train_batch_end(self, step, aggregator):
-            if step % window == 0:
+            if step % window == 0:  # a synchronised stamp every `window` steps: no sync in between
                 _sync(device)
-            stamps.append(time.perf_counter())
+                stamps.append(time.perf_counter())
 
     engine.fit(model, opt, categorical_crossentropy, loader, 1, metrics={"accuracy": categorical_accuracy},
                callbacks=[Clock()], verbose=0)
-    stamps = [t for i, t in enumerate(stamps) if i % window == 0]  # only synchronised stamps
-    ms = _median_window_ms(stamps, 1, warmup // window)
-    ms /= window
+    ms = _median_window_ms(stamps, 1, warmup // window) / window
     test = make_loader(xt[:4096], yt[:4096], 32, device)  # Keras' predict batch size
     model.eval()
     with torch.no_grad():

@@ -1,0 +1,30 @@
+"""The benchmark's arithmetic: the FLOP count against a hand count, and the windowed median."""
+import pytest
+import torch
+
+from torchport.bench import _median_window_ms, format_markdown, training_flops
+from torchport.cifar10 import SimpleCNN
+
+
+def test_training_flops_match_a_hand_count_of_the_seed_model():
+    macs = [32 * 32 * 32 * 3 * 9, 32 * 32 * 32 * 32 * 9, 8192 * 512, 512 * 10]  # per image, per layer
+    forward = 2 * sum(macs) * 32
+    train = forward + 2 * forward - 2 * macs[0] * 32  # no input gradient for the first conv
+    got_f, got_t = training_flops(SimpleCNN(), torch.zeros(32, 3, 32, 32))
+    assert got_f == forward and got_t == train
+    assert got_t / 32 == pytest.approx(85.4e6, rel=1e-3) and got_t == pytest.approx(2.73e9, rel=2e-3)
+
+
+def test_median_of_windows_skips_warmup():
+    stamps = [0, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 30]  # a slow first step, steady 1 s, a slow last
+    assert _median_window_ms(stamps, 2, 1) == pytest.approx(1000.0)
+
+
+def test_markdown_table_reports_ratios():
+    r = {"device": "cpu", "threads": 2, "torch": "x", "train_gflop_per_step": 2.73, "matmul_gflops": 150,
+         "floor_ms_per_step": 18.2, "torchport": {"ms_per_step": 30, "x_floor": 1.65, "images_per_s": 4000,
+                                                  "peak_rss_mb": 1100},
+         "keras": {"ms_per_step": 36, "x_floor": 1.98, "images_per_s": 3000, "peak_rss_mb": 2700, "version": "2.21"},
+         "speedup_train": 1.2, "speedup_infer": 1.33, "memory_ratio": 0.407}
+    md = format_markdown(r)
+    assert "| train ms/step (median) | 30.0 | 36.0 | 1.20x faster |" in md and "41% of Keras" in md
