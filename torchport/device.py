@@ -13,9 +13,10 @@ def get_default_device() -> torch.device:
 
 def to_device(data, device):
     """Move tensors and modules, or lists, tuples and dicts of them, to `device`."""
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # a namedtuple takes its fields positionally
+        return type(data)(*(to_device(x, device) for x in data))
     if isinstance(data, (list, tuple)):
-        return type(data)(to_device(x, device) for x in data) if not hasattr(data, "_fields") \
-            else type(data)(*(to_device(x, device) for x in data))
+        return type(data)(to_device(x, device) for x in data)
     if isinstance(data, dict):
         return {k: to_device(v, device) for k, v in data.items()}
     return data.to(device, non_blocking=True)
