@@ -33,10 +33,14 @@ def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
+def keras_layout(array: np.ndarray) -> np.ndarray:
+    """A torch weight (or its gradient) in Keras' layout: conv (out, in, kh, kw) -> (kh, kw, in, out),
+    dense (out, in) -> (in, out), bias unchanged."""
+    return np.ascontiguousarray(array.transpose(2, 3, 1, 0) if array.ndim == 4 else array.T)
+
+
 def to_keras_layout(layer: nn.Module) -> list[np.ndarray]:
-    w = layer.weight.detach().cpu().numpy()
-    kernel = w.transpose(2, 3, 1, 0) if isinstance(layer, nn.Conv2d) else w.T
-    return [np.ascontiguousarray(kernel), layer.bias.detach().cpu().numpy().copy()]
+    return [keras_layout(layer.weight.detach().cpu().numpy()), layer.bias.detach().cpu().numpy().copy()]
 
 
 def expected_keras_shapes(layer: nn.Module) -> list[tuple[int, ...]]:

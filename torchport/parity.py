@@ -19,7 +19,7 @@ from . import engine
 from .cifar10 import SimpleCNN
 from .device import TensorLoader
 from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
-from .keras_io import keras_to_torch, weighted_layers
+from .keras_io import keras_layout, keras_to_torch, to_keras_layout, weighted_layers
 from .mnist import MnistModel
 
 CIFAR_SHAPE = (32, 32, 3)
@@ -181,10 +181,7 @@ def _torch_grads(tm, x, y):
     tm.zero_grad()
     loss = categorical_crossentropy(tm(to_nchw(x)), torch.from_numpy(y))
     loss.backward()
-    grads = []
-    for _, layer in weighted_layers(tm):
-        g = layer.weight.grad.numpy()
-        grads += [g.transpose(2, 3, 1, 0) if g.ndim == 4 else g.T, layer.bias.grad.numpy()]
+    grads = [keras_layout(p.grad.numpy()) for _, layer in weighted_layers(tm) for p in (layer.weight, layer.bias)]
     return float(loss.detach()), grads
 
 
@@ -259,7 +256,7 @@ def check_optimizer(keras, variant="momentum", steps=1000, seed=0) -> Result:
     return Result(f"SGD {variant}, {steps} steps", "max rel |w - keras| every 100th", worst, 1e-5)
 
 
-def _sample_subset(n=1024):
+def _sample_subset(n):
     import contextlib
     import io
 
@@ -267,6 +264,12 @@ def _sample_subset(n=1024):
     with contextlib.redirect_stderr(io.StringIO()):
         (x, y), _ = load_data(None)
     return x[:n], y[:n]
+
+
+def _sample_loader(x_u8, y_u8, batch, dtype):
+    """Keras-layout uint8 images and labels -> unshuffled batches of x / 255 and one-hot targets."""
+    return TensorLoader(to_nchw(x_u8), torch.from_numpy(y_u8.ravel().astype(np.int64)), batch,
+                        transform=lambda a, b: (a.to(dtype) / 255.0, F.one_hot(b, 10).to(dtype)))
 
 
 def check_short_training(keras, epochs=2, batch=32, dtype="float64") -> list[Result]:
@@ -294,12 +297,10 @@ def _short_training(keras, epochs, batch, dtype):
     km.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
                metrics=["accuracy"])
     kh = km.fit(x, y, batch_size=batch, epochs=epochs, shuffle=False, verbose=0).history
-    loader = TensorLoader(to_nchw(x_u8), torch.from_numpy(y_u8.ravel().astype(np.int64)), batch,
-                          transform=lambda a, b: (a.to(torch_dtype) / 255.0, F.one_hot(b, 10).to(torch_dtype)))
+    loader = _sample_loader(x_u8, y_u8, batch, torch_dtype)
     th = engine.fit(tm, KerasSGD(tm.parameters(), learning_rate=0.01, momentum=0.9), categorical_crossentropy,
                     loader, epochs, metrics={"accuracy": categorical_accuracy}, verbose=0).history
-    ours_w = [a for _, l in weighted_layers(tm) for a in (l.weight.detach().numpy(), l.bias.detach().numpy())]
-    ours_w = [w.transpose(2, 3, 1, 0) if w.ndim == 4 else (w.T if w.ndim == 2 else w) for w in ours_w]
+    ours_w = [a for _, layer in weighted_layers(tm) for a in to_keras_layout(layer)]
     epochs = f"{epochs} epochs {dtype}"
     return [Result(f"training {epochs}: loss", "max |loss - keras| per epoch", max_abs(th["loss"], kh["loss"]), 1e-4),
             Result(f"training {epochs}: accuracy", "max |acc - keras| per epoch",
@@ -320,8 +321,7 @@ def check_metrics(keras, seed=0) -> list[Result]:
     km.compile(loss="categorical_crossentropy", metrics=["accuracy"])
     k_loss, k_acc = km.evaluate(x_u8.astype("float32") / 255.0, np.eye(10, dtype="float32")[y_u8.ravel()],
                                 batch_size=32, verbose=0)
-    loader = TensorLoader(to_nchw(x_u8), torch.from_numpy(y_u8.ravel().astype(np.int64)), 32,
-                          transform=lambda a, b: (a.float() / 255.0, F.one_hot(b, 10).float()))
+    loader = _sample_loader(x_u8, y_u8, 32, torch.float32)
     res = engine.evaluate(tm, loader, categorical_crossentropy, {"accuracy": categorical_accuracy})
     return [Result("categorical accuracy with ties", "samples differing", float(np.sum(ours != theirs)), 0),
             Result("epoch aggregation, partial batch: loss", "|loss - keras evaluate|", abs(res["loss"] - k_loss), 1e-5),
