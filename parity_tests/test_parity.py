@@ -126,3 +126,15 @@ def test_torch_default_init_is_caught(keras, monkeypatch):
     monkeypatch.setattr(nn.init, "xavier_uniform_", lambda w: nn.init.kaiming_uniform_(w, a=5 ** 0.5))
     results = parity.check_init(keras)
     assert not all(r.passed for r in results if "KS" in r.check)
+
+
+def test_summary_text_is_keras_own(keras):
+    import io
+
+    from torchport.cifar10 import SimpleCNN
+
+    lines = []
+    parity.keras_cifar(keras).summary(print_fn=lambda s, **kw: lines.append(s))
+    ours = io.StringIO()
+    SimpleCNN().summary(file=ours)
+    assert ours.getvalue().strip() == "\n".join(lines).strip()
