@@ -180,3 +180,18 @@ def restore(state: dict, loader) -> dict:
         agg = state["aggregator"]
         resume["resume_aggregator"] = (agg["buffer"].to(getattr(loader, "device", "cpu")), list(agg["sizes"]))
     return resume
+
+
+def resume_run(directory: str | None, resume: bool, config: dict, model, optimizer, loader):
+    """`--resume`: load the newest valid checkpoint and say so in one line.
+
+    Returns (state, `fit`'s resume arguments), or (None, {}) when not resuming or nothing valid was found.
+    """
+    if not (directory and resume):
+        return None, {}
+    state = load_latest(directory, config, model, optimizer)
+    if state is None:
+        print(f"No valid checkpoint in {directory}: starting from the beginning")
+        return None, {}
+    print(f"Resuming after epoch {state['epochs_done']} (+{state['step']} steps) from {directory}")
+    return state, restore(state, loader)

@@ -113,7 +113,7 @@ def make_loader(x: np.ndarray, y: np.ndarray, batch_size: int, device, shuffle: 
 def run(args) -> dict:
     """The Keras script, step for step: load, normalise, build, compile, summary, fit, evaluate."""
     from . import engine
-    from .checkpoint import Checkpointer, load_latest, restore
+    from .checkpoint import Checkpointer, resume_run
     from .fastpaths import maybe_compile, set_tf32
     from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
     from .keras_io import save_keras_weights
@@ -145,17 +145,14 @@ def run(args) -> dict:
         print(model.summary())  # as the seed does: the table, then `None`
 
     # Checkpoints (torchport's addition: a Colab disconnect costs at most one epoch)
-    history, callbacks, resume = engine.History(), [], {}
+    history, callbacks = engine.History(), []
     config = {"tutorial": "cifar10", "epochs": epochs, "batch_size": args.batch_size, "lr": lrate,
               "momentum": args.momentum, "legacy_decay": args.legacy_decay, "seed": seed, "n_train": len(X_train)}
+    state, resume = resume_run(args.checkpoint_dir, args.resume, config, model, sgd, train_loader)
+    if state is not None:
+        history.epoch, history.history = list(state["history_epochs"]), dict(state["history"])
+        resume["initial_epoch"] = state["epochs_done"]
     if args.checkpoint_dir:
-        state = load_latest(args.checkpoint_dir, config, model, sgd) if args.resume else None
-        if args.resume and state is None:
-            print(f"No valid checkpoint in {args.checkpoint_dir}: starting from the beginning")
-        if state is not None:
-            history.epoch, history.history = list(state["history_epochs"]), dict(state["history"])
-            resume = {"initial_epoch": state["epochs_done"], **restore(state, train_loader)}
-            print(f"Resuming after epoch {state['epochs_done']} (+{state['step']} steps) from {args.checkpoint_dir}")
         callbacks.append(Checkpointer(args.checkpoint_dir, config, train_loader, args.keep_checkpoints,
                                       extra=lambda: {"history": history.history, "history_epochs": history.epoch},
                                       resume_hint=args.resume_hint))
@@ -163,8 +160,7 @@ def run(args) -> dict:
     # Fit the model (the fast paths that break parity are opt-in: --tf32, --amp, --compile)
     if device.type == "cuda":
         set_tf32(args.tf32)
-    example = next(iter(test_loader))[0]
-    trained = maybe_compile(model, args.compile, example)
+    trained = maybe_compile(model, args.compile, next(iter(test_loader))[0]) if args.compile else model
     engine.fit(trained, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics, val_loader=test_loader,
                verbose=args.verbose, history=history, callbacks=callbacks, amp=args.amp, **resume)
     # Final evaluation of the model

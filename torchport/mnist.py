@@ -165,7 +165,7 @@ def train_tutorial(data_dir=None, device="cpu", seed=0, epochs=(5, 5), lrs=(0.5,
     With `checkpoint_dir`, every epoch is checkpointed; `resume` continues from the newest valid one,
     in whichever phase it was taken.
     """
-    from .checkpoint import Checkpointer, load_latest, restore
+    from .checkpoint import Checkpointer, resume_run
 
     torch.manual_seed(seed)
     (x, y), (x_test, y_test) = load_mnist(data_dir)
@@ -179,14 +179,8 @@ def train_tutorial(data_dir=None, device="cpu", seed=0, epochs=(5, 5), lrs=(0.5,
 
     config = {"tutorial": "mnist", "seed": seed, "epochs": list(epochs), "lr": list(lrs), "batch_size": batch_size,
               "val_batch_size": val_batch_size, "n_train": len(x)}
-    done, resume_args, history = 0, {}, None
-    state = load_latest(checkpoint_dir, config, model, None) if checkpoint_dir and resume else None
-    if resume and checkpoint_dir and state is None:
-        print(f"No valid checkpoint in {checkpoint_dir}: starting from the beginning")
-    if state is not None:
-        done, history = state["epochs_done"], state["history"]
-        resume_args = restore(state, train_loader)
-        print(f"Resuming after epoch {done} (+{state['step']} steps) from {checkpoint_dir}")
+    state, resume_args = resume_run(checkpoint_dir, resume, config, model, None, train_loader)
+    done, history = (state["epochs_done"], state["history"]) if state else (0, None)
     if history is None:
         history = [evaluate(model, val_loader)]
         print("Before training: val_loss: {:.4f}, val_acc: {:.4f}".format(history[0]['val_loss'], history[0]['val_acc']))
