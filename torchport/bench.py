@@ -38,8 +38,7 @@ def bench_mnist(data_dir: str, device, epochs=(5, 5), lrs=(0.5, 0.1), seed: int 
     with contextlib.redirect_stdout(io.StringIO()):
         t0 = time.perf_counter()
         _, history, _ = train_tutorial(data_dir, device, seed, epochs, lrs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(device)
         ours = time.perf_counter() - t0
 
         root = _decompressed_torchvision_root(data_dir)
@@ -51,6 +50,7 @@ def bench_mnist(data_dir: str, device, epochs=(5, 5), lrs=(0.5, 0.1), seed: int 
             original = [nb.evaluate(model, val_loader)]
             for n, lr in zip(epochs, lrs):
                 original += nb.fit(n, lr, model, train_loader, val_loader)
+            _sync(device)
             theirs = time.perf_counter() - t0
         finally:
             shutil.rmtree(root, ignore_errors=True)
