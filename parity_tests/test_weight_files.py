@@ -40,7 +40,7 @@ def test_keras_archive_and_live_transfer_both_ways(keras, tmp_path):
         assert torch.equal(b.state_dict()[k], v)
     km2 = parity.keras_cifar(keras)
     torch_to_keras(a, km2)
-    for w1, w2 in zip(km.get_weights(), km2.get_weights()):
+    for w1, w2 in zip(km.get_weights(), km2.get_weights(), strict=True):
         assert np.array_equal(w1, w2)
 
 

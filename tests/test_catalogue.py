@@ -27,8 +27,8 @@ def run(capsys, *argv):
 
 def check(code, err, want_code, message):
     assert code == want_code, err
-    lines = [l for l in err.splitlines() if not l.startswith("torchport: warning: `decay`")
-             and "decay` is no longer supported" not in l]  # Keras 3's own warning, which the seed printed too
+    lines = [line for line in err.splitlines() if not line.startswith("torchport: warning: `decay`")
+             and "decay` is no longer supported" not in line]  # Keras 3's own warning, which the seed printed too
     assert len(lines) == 1 and lines[0].startswith("torchport: error: ") and message in lines[0], err
     assert "Traceback" not in err
 

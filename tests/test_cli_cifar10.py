@@ -18,8 +18,8 @@ def test_trains_writes_keras_history_and_prints_keras_lines(cifar_dir, tmp_path,
     lines = stdout.splitlines()
     assert "Epoch 1/2" in lines and "Epoch 2/2" in lines
     num = r"(\d+\.\d{4}|\d\.\d{4}e[+-]\d\d)"  # Keras: 4 decimals, or .4e at or below 1e-3
-    epoch_lines = [l for l in lines if re.fullmatch(rf"3/3 - \d+s - \d+(ms|us|s)/step - accuracy: {num} - loss: "
-                                                     rf"{num} - val_accuracy: {num} - val_loss: {num}", l)]
+    pattern = rf"3/3 - \d+s - \d+(ms|us|s)/step - accuracy: {num} - loss: {num} - val_accuracy: {num} - val_loss: {num}"
+    epoch_lines = [line for line in lines if re.fullmatch(pattern, line)]
     assert len(epoch_lines) == 2  # 65 samples at batch 32: 3 steps, the last partial
     assert "Total params: 4,210,090" in stdout
     assert re.search(r"^Accuracy: \d+\.\d\d%$", stdout, re.M)

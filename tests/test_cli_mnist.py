@@ -27,7 +27,8 @@ def test_trains_on_given_folder_and_writes_history_and_plots(mnist_dir, tmp_path
     assert len(history) == 3 and all(isinstance(h["val_loss"], float) and 0 <= h["val_acc"] <= 1 for h in history)
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG" and (out / "loss.png").exists()
     assert "Epoch [0], val_loss:" in stdout and "Test accuracy:" in stdout
-    assert sorted(os.listdir(out)) == ["accuracy.png", "history.json", "loss.png", "model.pt", "test.json"]  # no temp files
+    # no temp files left beside the outputs
+    assert sorted(os.listdir(out)) == ["accuracy.png", "history.json", "loss.png", "model.pt", "test.json"]
 
 
 def test_without_data_uses_the_bundled_sample_and_says_so(tmp_path, capsys, monkeypatch):

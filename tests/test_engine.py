@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchport import History, TensorLoader, engine
+from torchport import History, TensorLoader, callbacks, engine, means
 from torchport.errors import NonFiniteLossError
 
 
@@ -80,7 +80,7 @@ def test_evaluate_weighted_and_unweighted_means_differ_exactly_as_computed(probl
     x, y, xv, yv, model = problem
     W, b = model.weight.detach().numpy(), model.bias.detach().numpy()
     loader = TensorLoader(torch.from_numpy(x), torch.from_numpy(y), 3)
-    for agg, weighted in ((engine.WeightedMean, True), (engine.BatchMean, False)):
+    for agg, weighted in ((means.WeightedMean, True), (means.BatchMean, False)):
         got = engine.evaluate(model, loader, F.cross_entropy, {"acc": acc_metric}, aggregator=agg)
         want = hand_eval(W, b, x, y, 3, weighted)
         assert got["loss"] == pytest.approx(want[0], abs=1e-12) and got["acc"] == pytest.approx(want[1], abs=1e-12)
@@ -108,7 +108,7 @@ def test_train_mode_for_fit_eval_mode_and_no_grad_for_evaluate():
 def test_callbacks_see_every_hook_in_order_and_can_stop_training():
     events = []
 
-    class Spy(engine.Callback):
+    class Spy(callbacks.Callback):
         def on_train_begin(self, logs=None): events.append("begin")
         def on_epoch_begin(self, epoch, logs=None): events.append(f"e{epoch}")
         def on_train_batch_end(self, step, aggregator): events.append(f"b{step}")

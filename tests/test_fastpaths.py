@@ -45,7 +45,8 @@ def test_verbose_1_draws_a_live_bar_with_running_metrics():
     model, data = problem()
     out = io.StringIO()
     engine.fit(model, torch.optim.SGD(model.parameters(), 0.5), F.cross_entropy, data, 2,
-               metrics={"acc": categorical_accuracy}, verbose=0, callbacks=[ProgbarLogger(1, file=out, refresh_seconds=0)])
+               metrics={"acc": categorical_accuracy}, verbose=0,
+               callbacks=[ProgbarLogger(1, file=out, refresh_seconds=0)])
     text = out.getvalue()
     assert "Epoch 1/2" in text and "Epoch 2/2" in text
     assert "8/8" in text and "acc: " in text and "loss: " in text

@@ -35,11 +35,11 @@ def test_face_fit_reproduces_the_tutorials_own_loop(data, capsys):
     printed = capsys.readouterr().out
     got = fit(3, 0.5, b, train, val)
     assert capsys.readouterr().out == printed            # the same "Epoch [0], val_loss: ..." lines
-    for w, g in zip(want, got):
+    for w, g in zip(want, got, strict=True):
         assert g.keys() == {"val_loss", "val_acc"}
         assert g["val_loss"] == pytest.approx(w["val_loss"], rel=1e-5)
         assert g["val_acc"] == pytest.approx(w["val_acc"], abs=1e-6)
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 

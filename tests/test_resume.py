@@ -49,9 +49,12 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path, env, re
         p = subprocess.Popen(cli("--out", out, "--checkpoint-dir", ck, "--resume"), env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # wait for the first checkpoint of this attempt, then kill at a random moment after it
-        before = set(os.listdir(ck)) if os.path.isdir(ck) else set()
+        def present():
+            return set(os.listdir(ck)) if os.path.isdir(ck) else set()
+
+        before = present()
         deadline = time.time() + 120
-        while time.time() < deadline and p.poll() is None and set(os.listdir(ck) if os.path.isdir(ck) else []) <= before:
+        while time.time() < deadline and p.poll() is None and present() <= before:
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 1.5))
         p.send_signal(signal.SIGKILL)

@@ -26,18 +26,23 @@ def _decompressed_torchvision_root(data_dir: str) -> str:
     return root
 
 
-def bench_mnist(data_dir: str, device, epochs=(5, 5), lrs=(0.5, 0.1), seed: int = 0) -> dict:
-    """The full tutorial run twice in this process: torchport, then the notebook's own pipeline and loops."""
+def bench_mnist(data_dir: str, device, epochs: list[int] | None = None) -> dict:
+    """The full tutorial run twice in this process: torchport, then the notebook's own pipeline and loops.
+    The settings are the port's own defaults (`MnistConfig`); `epochs` shortens the phases."""
     import torch
 
-    from .mnist import MnistModel, train_tutorial
+    from .mnist import MnistConfig, MnistModel, train_tutorial
     from .originals import mnist_notebook as nb
 
+    cfg = MnistConfig(data_dir=data_dir, device=str(device))
+    if epochs is not None:
+        cfg.epochs = list(epochs)
+    seed = cfg.seed
     # torch's first optimizer imports its compiler stack (about 1 s): pay it before either clock starts
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     with contextlib.redirect_stdout(io.StringIO()):
         t0 = time.perf_counter()
-        _, history, _ = train_tutorial(data_dir, device, seed, epochs, lrs)
+        _, history, _ = train_tutorial(cfg)
         _sync(device)
         ours = time.perf_counter() - t0
 
@@ -48,7 +53,7 @@ def bench_mnist(data_dir: str, device, epochs=(5, 5), lrs=(0.5, 0.1), seed: int 
             train_loader, val_loader = nb.loaders(root, device, seed=seed)
             model = MnistModel(784, hidden_size=32, out_size=10).to(device)
             original = [nb.evaluate(model, val_loader)]
-            for n, lr in zip(epochs, lrs):
+            for n, lr in zip(cfg.epochs, cfg.lr, strict=True):
                 original += nb.fit(n, lr, model, train_loader, val_loader)
             _sync(device)
             theirs = time.perf_counter() - t0
@@ -123,6 +128,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _inference_split(n_test: int, batch: int) -> tuple[int, int]:
+    """(warm-up images, last image) for the inference clock: up to 256 images of warm-up and 4096 in all,
+    fewer on a small test set (the bundled sample has 250), whole batches, at least one batch timed."""
+    end = min(n_test, 4096)
+    warm = min(256, end // 4) // batch * batch
+    if end - warm < batch:
+        raise ValueError(f"{n_test} test images are too few to time inference at batch {batch}")
+    return warm, end
+
+
 def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str) -> dict:
     """A real training run's process: full data resident as uint8, the seed's model, KerasSGD, the engine."""
     import contextlib
@@ -131,21 +146,23 @@ def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str
     import torch
 
     from . import engine
-    from .cifar10 import SimpleCNN, load_data, make_loader
+    from .callbacks import Callback
+    from .cifar10 import Cifar10Config, SimpleCNN, load_data, make_loader
     from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
 
+    cfg = Cifar10Config()  # the port's defaults: batch 32, lr 0.01, momentum 0.9, seed 7
     device = torch.device(device)
-    torch.manual_seed(7)
+    torch.manual_seed(cfg.seed)
     with contextlib.redirect_stderr(io.StringIO()):
         (x, y), (xt, yt) = load_data(data_dir)
-    n = min(len(x), steps * 32)
-    loader = make_loader(x, y, 32, device, shuffle=True, seed=7)
-    loader.x, loader.y = loader.x[:n], loader.y[:n]  # all data resident, one pass over `steps` batches
+    n = min(len(x), steps * cfg.batch_size)
+    loader = make_loader(x, y, cfg.batch_size, device, shuffle=True, seed=cfg.seed)
+    loader.x, loader.y = loader.x[:n], loader.y[:n]  # all data resident, as the script holds it; `steps` batches
     model = SimpleCNN().to(device, memory_format=torch.channels_last)
-    opt = KerasSGD(model.parameters(), learning_rate=0.01, momentum=0.9)
+    opt = KerasSGD(model.parameters(), learning_rate=cfg.lr, momentum=cfg.momentum)
     stamps: list[float] = []
 
-    class Clock(engine.Callback):
+    class Clock(Callback):
         def on_train_batch_end(self, step, aggregator):
             if step % window == 0:  # a synchronised stamp every `window` steps: no sync in between
                 _sync(device)
@@ -154,18 +171,18 @@ def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str
     engine.fit(model, opt, categorical_crossentropy, loader, 1, metrics={"accuracy": categorical_accuracy},
                callbacks=[Clock()], verbose=0)
     ms = _median_window_ms(stamps, 1, warmup // window) / window
-    test = make_loader(xt[:4096], yt[:4096], 32, device)  # Keras' predict batch size
+    warm, end = _inference_split(len(xt), cfg.batch_size)  # the same split as the Keras side
+    test = make_loader(xt[:end], yt[:end], cfg.batch_size, device)
     model.eval()
     with torch.no_grad():
         for i, (xb, _) in enumerate(test):
-            if i == 8:  # the same 256-image warm-up as the Keras side
+            if i * cfg.batch_size == warm:
                 _sync(device)
-                t0, seen = time.perf_counter(), 0
-            if i >= 8:
-                seen += len(xb)
+                t0 = time.perf_counter()
             model(xb)
         _sync(device)
-    return {"ms_per_step": ms, "images_per_s": seen / (time.perf_counter() - t0), "peak_rss_mb": _peak_rss_mb()}
+    return {"ms_per_step": ms, "images_per_s": (end - warm) / (time.perf_counter() - t0),
+            "peak_rss_mb": _peak_rss_mb()}
 
 
 def worker_keras(data_dir, steps: int, window: int, warmup: int) -> dict:
@@ -173,32 +190,34 @@ def worker_keras(data_dir, steps: int, window: int, warmup: int) -> dict:
     import contextlib
     import io
 
-    from .cifar10 import load_data
+    from .cifar10 import Cifar10Config, load_data
     from .keras_env import import_keras
-    from .parity import keras_cifar
+    from .originals.keras_models import keras_cifar
 
+    cfg = Cifar10Config()
     keras = import_keras()
     with contextlib.redirect_stderr(io.StringIO()):
         (X_train, y_train), (X_test, y_test) = load_data(data_dir)
     X_train = X_train.astype("float32") / 255.0
     X_test = X_test.astype("float32") / 255.0
     y_train = keras.utils.to_categorical(y_train)
-    model = keras_cifar(keras)
+    model = keras_cifar(keras, seed=cfg.seed)
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"],
-                  optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9))
+                  optimizer=keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum))
     stamps: list[float] = []
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             stamps.append(time.perf_counter())
 
-    n = min(len(X_train), steps * 32)
-    model.fit(X_train[:n], y_train[:n], epochs=1, batch_size=32, verbose=0, callbacks=[Clock()])
+    n = min(len(X_train), steps * cfg.batch_size)
+    model.fit(X_train[:n], y_train[:n], epochs=1, batch_size=cfg.batch_size, verbose=0, callbacks=[Clock()])
     ms = _median_window_ms(stamps, window, warmup)
-    model.predict(X_test[:256], batch_size=32, verbose=0)
+    warm, end = _inference_split(len(X_test), cfg.batch_size)
+    model.predict(X_test[:warm or cfg.batch_size], batch_size=cfg.batch_size, verbose=0)
     t0 = time.perf_counter()
-    model.predict(X_test[256:4096], batch_size=32, verbose=0)
-    ips = (4096 - 256) / (time.perf_counter() - t0)
+    model.predict(X_test[warm:end], batch_size=cfg.batch_size, verbose=0)
+    ips = (end - warm) / (time.perf_counter() - t0)
     import tensorflow as tf
     return {"ms_per_step": ms, "images_per_s": ips, "peak_rss_mb": _peak_rss_mb(), "version": tf.__version__}
 
@@ -213,7 +232,7 @@ def _in_subprocess(kind: str, **kw) -> dict:
             f"print('RESULT' + json.dumps(bench.worker_{kind}(**json.loads(sys.argv[1]))))")
     p = subprocess.run([sys.executable, "-c", code, json.dumps(kw)], capture_output=True, text=True,
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT")]
+    lines = [line for line in p.stdout.splitlines() if line.startswith("RESULT")]
     if p.returncode != 0 or not lines:
         raise RuntimeError(f"bench worker {kind} failed:\n{p.stderr[-2000:]}")
     return json.loads(lines[-1][len("RESULT"):])
@@ -242,8 +261,7 @@ def run_bench(cifar_dir, mnist_dir, device, quick: bool = False, with_keras: boo
         res["speedup_infer"] = ours["images_per_s"] / theirs["images_per_s"]
         res["memory_ratio"] = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
     if mnist_dir is not None:
-        epochs = (1, 1) if quick else (5, 5)
-        res["mnist"] = bench_mnist(mnist_dir, device, epochs=epochs)
+        res["mnist"] = bench_mnist(mnist_dir, device, epochs=[1, 1] if quick else None)
     return res
 
 
@@ -255,7 +273,9 @@ def format_markdown(r: dict) -> str:
              f"{r['matmul_gflops']:.0f} GFLOP/s, so the floor is {r['floor_ms_per_step']:.1f} ms/step.", "",
              "| measure | torchport | Keras (TF) | ratio |", "|---|---|---|---|"]
     t = r["torchport"]
-    kv = (lambda key, fmt: fmt.format(k[key]) if k else "n/a")
+    def kv(key, fmt):
+        return fmt.format(k[key]) if k else "n/a"
+
     lines.append(f"| train ms/step (median) | {t['ms_per_step']:.1f} | {kv('ms_per_step', '{:.1f}')} | "
                  + (f"{r['speedup_train']:.2f}x faster |" if k else "|"))
     lines.append(f"| x FLOP floor | {t['x_floor']:.2f} | {kv('x_floor', '{:.2f}')} | |")

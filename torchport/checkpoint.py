@@ -1,14 +1,17 @@
 """Checkpoints that survive a disconnect, and resuming from them bit for bit.
 
 After every epoch (and when SIGINT/SIGTERM arrives, after the step in flight) the run's whole state is
-written atomically (temp file, flush, fsync, rename): model, optimizer (velocities, iteration count),
-every RNG the run draws from (torch, CUDA, numpy, Python, the loader's permutation generator), the
-epoch's running sums when mid-epoch, the history, and the run's config. `--resume` loads the newest
+written atomically (temp file, flush, fsync, rename): model, optimizer (velocities, iteration count), the
+RNGs the run draws from (torch's CPU generator, the training GPU's, numpy, Python, the loader's
+permutation), the epoch's running sums when mid-epoch, the history, and the run's config. Every tensor is
+saved on the CPU, so a checkpoint written on a Colab GPU loads on a laptop. `--resume` loads the newest
 checkpoint that is valid for this run; any that fails (truncated, another model, another config) is
-skipped with a warning naming it.
+skipped with a warning naming it, and leaves the model and optimizer as they were.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import glob
 import os
 import random
@@ -19,11 +22,13 @@ import sys
 import numpy as np
 import torch
 
-from .engine import Callback
+from .callbacks import Callback
+from .device import to_device
+from .engine import ResumePoint
 from .errors import CheckpointError, TorchportError
-from .outputs import OutputError, write_atomic
+from .outputs import OutputError, save_torch
 
-FORMAT = 1
+FORMAT = 2
 _NAME = re.compile(r"epoch-(\d{4})(?:-step-(\d{6}))?\.pt$")
 
 
@@ -36,24 +41,28 @@ class Interrupted(TorchportError):
         super().__init__(f"{name}: checkpoint written to {path}; resume with: {resume_hint}")
 
 
-def rng_state(loader_generator: torch.Generator | None) -> dict:
+def run_identity(cfg) -> dict:
+    """The settings a checkpoint must share with the run that resumes it: the config dataclass's fields
+    that take part in comparison (output folders, verbosity and the like are declared `compare=False`)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
+
+
+def rng_state(device: torch.device) -> dict:
+    """torch's CPU generator, numpy's, Python's, and the training GPU's (only that one: a machine with
+    fewer GPUs can resume, and a CPU run never creates a CUDA context)."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
              "numpy": _numpy_state_to_plain(np.random.get_state())}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if loader_generator is not None:
-        state["loader"] = loader_generator.get_state()
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict, loader_generator: torch.Generator | None) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(_tuples(state["python"]))
     np.random.set_state(_numpy_state_from_plain(state["numpy"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if loader_generator is not None and "loader" in state:
-        loader_generator.set_state(state["loader"])
+    if torch.device(device).type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _numpy_state_to_plain(s):  # tensors and plain values only, so torch.load(weights_only=True) reads it
@@ -68,11 +77,16 @@ def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def _loader_state(loader) -> dict | None:
+    """A loader's own state (TensorLoader: its permutation generator); None for loaders without one."""
+    return loader.state_dict() if hasattr(loader, "state_dict") else None
+
+
 class Checkpointer(Callback):
     """Writes a checkpoint after every epoch and on SIGINT/SIGTERM; keeps the newest `keep`.
 
     `epoch_offset` maps the engine's epoch to the run's (the MNIST tutorial trains in phases);
-    `extra()` returns run-specific state to store (e.g. the tutorial's history list).
+    `extra()` returns run-specific state to store (e.g. the history).
     """
 
     def __init__(self, directory: str, config: dict, loader, keep: int = 3, epoch_offset: int = 0,
@@ -81,17 +95,15 @@ class Checkpointer(Callback):
         self.epoch_offset, self.extra, self.resume_hint = epoch_offset, extra, resume_hint
         self.signum = None
         self.epoch = 0
-        self.epoch_start_loader_state = None
+        self.epoch_start_loader = None
+        self.previous: dict = {}
 
     # -- signals: finish the step in flight, then checkpoint and stop --
     def on_train_begin(self, logs=None):
         self.previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def on_train_end(self, logs=None):
-        self._restore_handlers()
-
-    def _restore_handlers(self):
-        for s, h in getattr(self, "previous", {}).items():
+    def on_train_end(self, logs=None):  # runs however training ends: the user's handlers come back
+        for s, h in self.previous.items():
             signal.signal(s, h)
         self.previous = {}
 
@@ -100,37 +112,32 @@ class Checkpointer(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
-        gen = getattr(self.loader, "generator", None)  # before the epoch draws its permutation
-        self.epoch_start_loader_state = gen.get_state() if gen is not None else None
+        self.epoch_start_loader = _loader_state(self.loader)  # before the epoch draws its permutation
 
     def on_train_batch_end(self, step, aggregator):
         if self.signum is None:
             return
-        path = self.save(self.epoch_offset + self.epoch, step + 1, aggregator)
-        self._restore_handlers()
-        raise Interrupted(self.signum, path, self.resume_hint)
+        point = ResumePoint(self.epoch_offset + self.epoch, step + 1, aggregator.state_dict(),
+                            self.epoch_start_loader)
+        raise Interrupted(self.signum, self.save(point), self.resume_hint)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.save(self.epoch_offset + epoch + 1, 0, None)
+        self.save(ResumePoint(self.epoch_offset + epoch + 1, loader=_loader_state(self.loader)))
 
     # -- files --
-    def save(self, epochs_done: int, step: int, aggregator) -> str:
-        """`epochs_done` complete epochs, plus `step` steps of the next one (0: at an epoch boundary)."""
-        gen = getattr(self.loader, "generator", None)
+    def save(self, point: ResumePoint) -> str:
         state = {
-            "format": FORMAT, "config": self.config, "epochs_done": epochs_done, "step": step,
+            "format": FORMAT, "config": self.config,
             "model": getattr(self.model, "_orig_mod", self.model).state_dict(),  # unwrap torch.compile
-            "optimizer": self.optimizer.state_dict(),
-            "rng": rng_state(gen),
-            # mid-epoch: the loader's state when this epoch began regenerates its permutation
-            "epoch_start_loader": self.epoch_start_loader_state if step else None,
-            "aggregator": ({"buffer": aggregator.buffer, "sizes": aggregator.sizes} if aggregator else None),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "rng": rng_state(next(self.model.parameters()).device),
+            "resume": dataclasses.asdict(point),
             **self.extra(),
         }
-        name = f"epoch-{epochs_done:04d}" + (f"-step-{step:06d}" if step else "") + ".pt"
+        name = f"epoch-{point.epoch:04d}" + (f"-step-{point.step:06d}" if point.step else "") + ".pt"
         path = os.path.join(self.directory, name)
         try:
-            write_atomic(path, lambda f: torch.save(state, f))
+            save_torch(path, state)
         except OutputError as e:
             raise CheckpointError(str(e)) from None
         for old in list_checkpoints(self.directory)[self.keep:]:
@@ -148,20 +155,33 @@ def list_checkpoints(directory: str) -> list[str]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def _load_into(state: dict, config: dict, model, optimizer) -> None:
+    """Check the checkpoint, then load it; on any failure the model and optimizer are left as they were."""
+    if state.get("format") != FORMAT:
+        raise CheckpointError("unknown checkpoint format")
+    if state["config"] != config:
+        diff = sorted(k for k in set(config) | set(state["config"]) if config.get(k) != state["config"].get(k))
+        raise CheckpointError(f"made by a run with different settings ({', '.join(diff)})")
+    before = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()) if optimizer else None
+    try:
+        model.load_state_dict(state["model"])
+        if optimizer is not None:
+            device = next(model.parameters()).device
+            optimizer.load_state_dict(to_device(state["optimizer"], device))
+    except BaseException:
+        model.load_state_dict(before[0])
+        if optimizer is not None:
+            optimizer.load_state_dict(before[1])
+        raise
+
+
 def load_latest(directory: str, config: dict, model, optimizer, warn=None) -> dict | None:
     """Load the newest checkpoint valid for this run into `model` and `optimizer`; return its state."""
     warn = warn or (lambda msg: print(f"torchport: warning: {msg}", file=sys.stderr))
     for path in list_checkpoints(directory):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            if state.get("format") != FORMAT:
-                raise CheckpointError("unknown checkpoint format")
-            if state["config"] != config:
-                diff = sorted(k for k in set(config) | set(state["config"]) if config.get(k) != state["config"].get(k))
-                raise CheckpointError(f"made by a run with different settings ({', '.join(diff)})")
-            model.load_state_dict(state["model"])
-            if optimizer is not None:
-                optimizer.load_state_dict(state["optimizer"])
+            _load_into(state, config, model, optimizer)
             return state
         except Exception as e:  # truncated, corrupt, another model or config: try the next older one
             reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
@@ -169,29 +189,18 @@ def load_latest(directory: str, config: dict, model, optimizer, warn=None) -> di
     return None
 
 
-def restore(state: dict, loader) -> dict:
-    """Put back the RNGs (and, mid-epoch, the loader's epoch-start state); return `fit`'s resume arguments."""
-    gen = getattr(loader, "generator", None)
-    set_rng_state(state["rng"], gen)
-    resume = {"resume_step": state["step"], "resume_aggregator": None}
-    if state["step"]:
-        if gen is not None and state["epoch_start_loader"] is not None:
-            gen.set_state(state["epoch_start_loader"])
-        agg = state["aggregator"]
-        resume["resume_aggregator"] = (agg["buffer"].to(getattr(loader, "device", "cpu")), list(agg["sizes"]))
-    return resume
+def resume_run(directory: str | None, resume: bool, config: dict, model, optimizer):
+    """`--resume`: load the newest valid checkpoint, put its RNGs back and say so in one line.
 
-
-def resume_run(directory: str | None, resume: bool, config: dict, model, optimizer, loader):
-    """`--resume`: load the newest valid checkpoint and say so in one line.
-
-    Returns (state, `fit`'s resume arguments), or (None, {}) when not resuming or nothing valid was found.
+    Returns (state, ResumePoint), or (None, None) when not resuming or nothing valid was found.
     """
     if not (directory and resume):
-        return None, {}
+        return None, None
     state = load_latest(directory, config, model, optimizer)
     if state is None:
         print(f"No valid checkpoint in {directory}: starting from the beginning")
-        return None, {}
-    print(f"Resuming after epoch {state['epochs_done']} (+{state['step']} steps) from {directory}")
-    return state, restore(state, loader)
+        return None, None
+    point = ResumePoint(**state["resume"])
+    print(f"Resuming after epoch {point.epoch} (+{point.step} steps) from {directory}")
+    set_rng_state(state["rng"], next(model.parameters()).device)
+    return state, point

@@ -7,6 +7,9 @@ softmax probabilities the Keras model outputs.
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -56,13 +59,18 @@ class SimpleCNN(nn.Module):
         return self.dense_1(x)
 
     @torch.no_grad()
-    def predict(self, x, batch_size: int = 32):
-        """Class probabilities in inference mode, like Keras' `model.predict`."""
+    def predict(self, x, batch_size: int = 32) -> torch.Tensor:
+        """Class probabilities in inference mode, like Keras' `model.predict`: batches go to the model's
+        device and dtype, the result comes back on the CPU. `x` is NCHW, a tensor or a numpy array."""
+        p = next(self.parameters())
+        x = torch.as_tensor(x)
         was_training = self.training
         self.eval()
-        out = torch.cat([torch.softmax(self(x[i:i + batch_size]), dim=-1) for i in range(0, len(x), batch_size)])
-        self.train(was_training)
-        return out
+        try:
+            return torch.cat([torch.softmax(self(x[i:i + batch_size].to(p.device, p.dtype)), dim=-1).cpu()
+                              for i in range(0, len(x), batch_size)])
+        finally:
+            self.train(was_training)
 
     def summary(self, file=None):
         p = next(self.parameters())
@@ -87,90 +95,112 @@ def load_data(data_dir: str | None = None, log=print):
 
 
 def to_model_input(x: np.ndarray) -> torch.Tensor:
-    """Keras' NHWC uint8 images -> a torch NCHW uint8 tensor (still unscaled)."""
+    """Keras' NHWC images -> a torch NCHW tensor of the same dtype (uint8 stays unscaled)."""
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
-def scale_and_one_hot(x, y):
+def scale_and_one_hot(x, y, dtype=torch.float32):
     """The script's `X / 255.0` and `to_categorical(y)`, done per batch on the device from uint8.
 
     The images come out channels-last in memory (still NCHW in shape): the convolutions run faster so
     on CPU (38 vs 47 ms/step at batch 32 on a 2-core machine) and on GPUs with tensor cores.
     """
-    x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
-    return x, F.one_hot(y.long(), NUM_CLASSES).float()
+    x = x.to(dtype).div_(255).contiguous(memory_format=torch.channels_last)
+    return x, F.one_hot(y.long(), NUM_CLASSES).to(dtype)
 
 
-def make_loader(x: np.ndarray, y: np.ndarray, batch_size: int, device, shuffle: bool = False, seed=None):
+def make_loader(x: np.ndarray, y: np.ndarray, batch_size: int, device="cpu", shuffle: bool = False, seed=None,
+                dtype=torch.float32):
     """A tensor-resident loader over Keras-layout arrays: uint8 NCHW on `device`, scaled per batch."""
     xt = to_model_input(x).to(device)
     yt = torch.from_numpy(np.asarray(y).reshape(-1).astype(np.int64)).to(device)
-    return TensorLoader(xt, yt, batch_size, shuffle=shuffle, transform=scale_and_one_hot, seed=seed)
+    transform = scale_and_one_hot if dtype == torch.float32 else functools.partial(scale_and_one_hot, dtype=dtype)
+    return TensorLoader(xt, yt, batch_size, shuffle=shuffle, transform=transform, seed=seed)
 
 
 # ---- the seed's script, as `torchport train cifar10` -----------------------------------------------------
 
-def run(args) -> dict:
+@dataclass
+class Cifar10Config:
+    """The script's settings. Fields with `compare=False` may differ between a run and its resume."""
+
+    epochs: int = 25
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    legacy_decay: bool = False
+    seed: int = 7
+    device: str = "cpu"
+    amp: str | None = None          # the fast paths that change numerics are opt-in: --amp, --tf32, --compile
+    tf32: bool = False
+    compile: str | None = None
+    data_dir: str | None = field(default=None, compare=False)
+    out: str = field(default="runs/cifar10", compare=False)
+    verbose: int = field(default=2, compare=False)
+    checkpoint_dir: str | None = field(default=None, compare=False)
+    resume: bool = field(default=False, compare=False)
+    keep_checkpoints: int = field(default=3, compare=False)
+    resume_hint: str = field(default="the same command with --resume", compare=False)
+
+
+def run(cfg: Cifar10Config) -> dict:
     """The Keras script, step for step: load, normalise, build, compile, summary, fit, evaluate."""
     from . import engine
-    from .checkpoint import Checkpointer, resume_run
+    from .checkpoint import Checkpointer, resume_run, run_identity
     from .fastpaths import maybe_compile, set_tf32
     from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
     from .keras_io import save_keras_weights
-    from .outputs import OutputSet, write_atomic, write_json, write_plot
+    from .outputs import OutputSet, save_torch, write_json, write_plot
 
-    device = args.device
+    device = torch.device(cfg.device)
     # fix random seed for reproducibility (the seed script seeds numpy only; we seed torch too)
-    seed = args.seed
+    seed = cfg.seed
     np.random.seed(seed)
     torch.manual_seed(seed)
 
     # load data
-    (X_train, y_train), (X_test, y_test) = load_data(args.data_dir)
+    (X_train, y_train), (X_test, y_test) = load_data(cfg.data_dir)
 
     # normalize inputs from 0-255 to 0.0-1.0 and one hot encode outputs: per batch, on the device
-    train_loader = make_loader(X_train, y_train, args.batch_size, device, shuffle=True, seed=seed)
-    test_loader = make_loader(X_test, y_test, args.batch_size, device)
+    train_loader = make_loader(X_train, y_train, cfg.batch_size, device, shuffle=True, seed=seed)
+    test_loader = make_loader(X_test, y_test, cfg.batch_size, device)
 
     # Create the model
     model = SimpleCNN(num_classes=NUM_CLASSES).to(device, memory_format=torch.channels_last)
     # Compile model
-    epochs = args.epochs
-    lrate = args.lr
+    epochs = cfg.epochs
+    lrate = cfg.lr
     decay = lrate / epochs
-    sgd = KerasSGD(model.parameters(), learning_rate=lrate, momentum=args.momentum, decay=decay,
-                   nesterov=False, legacy_decay=args.legacy_decay)
+    sgd = KerasSGD(model.parameters(), learning_rate=lrate, momentum=cfg.momentum, decay=decay,
+                   nesterov=False, legacy_decay=cfg.legacy_decay)
     metrics = {"accuracy": categorical_accuracy}
-    if args.verbose:
+    if cfg.verbose:
         print(model.summary())  # as the seed does: the table, then `None`
 
     # Checkpoints (torchport's addition: a Colab disconnect costs at most one epoch)
     history, callbacks = engine.History(), []
-    config = {"tutorial": "cifar10", "epochs": epochs, "batch_size": args.batch_size, "lr": lrate,
-              "momentum": args.momentum, "legacy_decay": args.legacy_decay, "seed": seed, "n_train": len(X_train)}
-    state, resume = resume_run(args.checkpoint_dir, args.resume, config, model, sgd, train_loader)
+    config = {**run_identity(cfg), "n_train": len(X_train)}
+    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, sgd)
     if state is not None:
-        history.epoch, history.history = list(state["history_epochs"]), dict(state["history"])
-        resume["initial_epoch"] = state["epochs_done"]
-    if args.checkpoint_dir:
-        callbacks.append(Checkpointer(args.checkpoint_dir, config, train_loader, args.keep_checkpoints,
-                                      extra=lambda: {"history": history.history, "history_epochs": history.epoch},
-                                      resume_hint=args.resume_hint))
+        history.load_state_dict(state["history"])
+    if cfg.checkpoint_dir:
+        callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
+                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint))
 
     # Fit the model (the fast paths that break parity are opt-in: --tf32, --amp, --compile)
     if device.type == "cuda":
-        set_tf32(args.tf32)
-    trained = maybe_compile(model, args.compile, next(iter(test_loader))[0]) if args.compile else model
+        set_tf32(cfg.tf32)
+    trained = maybe_compile(model, cfg.compile, next(iter(test_loader))[0]) if cfg.compile else model
     engine.fit(trained, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics, val_loader=test_loader,
-               verbose=args.verbose, history=history, callbacks=callbacks, amp=args.amp, **resume)
+               verbose=cfg.verbose, history=history, callbacks=callbacks, amp=cfg.amp, resume=resume)
     # Final evaluation of the model
     scores = engine.evaluate(model, test_loader, categorical_crossentropy, metrics)
     print("Accuracy: %.2f%%" % (scores["accuracy"] * 100))
 
     h = history.history
-    with OutputSet(args.out) as out:
+    with OutputSet(cfg.out) as out:
         write_json(out.path("history.json"), h)
-        write_atomic(out.path("model.pt"), lambda f: torch.save(model.state_dict(), f))
+        save_torch(out.path("model.pt"), model.state_dict())
         save_keras_weights(model, out.path("model.weights.h5"))  # loads into the Keras original
         write_plot(out.path("accuracy.png"), {"accuracy": h["accuracy"], "val_accuracy": h["val_accuracy"]},
                    "accuracy", "Accuracy vs. epochs")

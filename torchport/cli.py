@@ -109,7 +109,8 @@ def _validate(args) -> None:
     from .outputs import check_writable
 
     if args.command == "train" and args.tutorial == "mnist" and len(args.epochs) != len(args.lr):
-        raise UsageError(f"--epochs has {len(args.epochs)} phases but --lr has {len(args.lr)}: give one of each per phase")
+        raise UsageError(f"--epochs has {len(args.epochs)} phases but --lr has {len(args.lr)}: "
+                         "give one of each per phase")
     if hasattr(args, "out"):
         check_writable(args.out)
     if getattr(args, "resume", False) and not args.checkpoint_dir:
@@ -120,14 +121,24 @@ def _validate(args) -> None:
         args.device = resolve_device(args.device)
 
 
+def config_from_args(cls, args):
+    """A port's config dataclass from the parsed arguments (the fields argparse knows; defaults otherwise)."""
+    import dataclasses
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    if "device" in values:
+        values["device"] = str(values["device"])
+    return cls(**values)
+
+
 def _run(args) -> int:
     _validate(args)
     if args.command == "train":
         if args.tutorial == "mnist":
-            from .mnist import run
+            from .mnist import MnistConfig as Config, run
         else:
-            from .cifar10 import run
-        run(args)
+            from .cifar10 import Cifar10Config as Config, run
+        run(config_from_args(Config, args))
     elif args.command == "bench":
         from .bench import main as bench_main
         return bench_main(args)

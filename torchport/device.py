@@ -1,7 +1,7 @@
 """Where tensors live: the tutorial's device helpers and a tensor-resident batch loader."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -12,14 +12,17 @@ def get_default_device() -> torch.device:
 
 
 def to_device(data, device):
-    """Move tensors and modules, or lists, tuples and dicts of them, to `device`."""
+    """Move tensors and modules, or lists, tuples and dicts of them, to `device` (other values unchanged)."""
     if isinstance(data, tuple) and hasattr(data, "_fields"):  # a namedtuple takes its fields positionally
         return type(data)(*(to_device(x, device) for x in data))
     if isinstance(data, (list, tuple)):
         return type(data)(to_device(x, device) for x in data)
     if isinstance(data, dict):
         return {k: to_device(v, device) for k, v in data.items()}
-    return data.to(device, non_blocking=True)
+    if not hasattr(data, "to"):  # numbers, strings, None (e.g. in an optimizer's state) stay as they are
+        return data
+    # non_blocking only toward CUDA: a non-blocking copy to the CPU can be read before it has landed
+    return data.to(device, non_blocking=torch.device(device).type == "cuda")
 
 
 class DeviceDataLoader:
@@ -65,6 +68,13 @@ class TensorLoader:
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
+
+    def state_dict(self) -> dict:
+        """The permutation generator's state: loaded before an epoch, it redraws that epoch's order."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.x)

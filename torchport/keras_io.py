@@ -67,20 +67,20 @@ def _check_count(n_file: int, layers, where: str) -> None:
 
 def keras_to_torch(keras_model, torch_model: nn.Module) -> nn.Module:
     """Copy a live Keras model's weights into the torch port (layers matched in order)."""
-    klayers = [l for l in keras_model.layers if l.get_weights()]
+    klayers = [layer for layer in keras_model.layers if layer.get_weights()]
     tlayers = weighted_layers(torch_model)
     _check_count(len(klayers), tlayers, "Keras model")
-    for kl, (name, tl) in zip(klayers, tlayers):
+    for kl, (name, tl) in zip(klayers, tlayers, strict=True):
         _assign(tl, *kl.get_weights(), where=f"Keras layer {kl.name} -> {name}")
     return torch_model
 
 
 def torch_to_keras(torch_model: nn.Module, keras_model):
     """Copy the torch port's weights into a live Keras model (layers matched in order)."""
-    klayers = [l for l in keras_model.layers if l.get_weights()]
+    klayers = [layer for layer in keras_model.layers if layer.get_weights()]
     tlayers = weighted_layers(torch_model)
     _check_count(len(klayers), tlayers, "Keras model")
-    for kl, (name, tl) in zip(klayers, tlayers):
+    for kl, (name, tl) in zip(klayers, tlayers, strict=True):
         want = [tuple(w.shape) for w in kl.get_weights()]
         if want != expected_keras_shapes(tl):
             raise DataError(f"{name} -> Keras layer {kl.name}: shapes {expected_keras_shapes(tl)} do not match {want}")
@@ -147,7 +147,7 @@ def load_keras_weights(torch_model: nn.Module, path: str) -> nn.Module:
             with h5py.File(io.BytesIO(blob), "r") as h5:
                 file_layers = _read_h5_layers(h5, order)
             _check_count(len(file_layers), tlayers, path)
-            for (fname, arrays), (name, tl) in zip(file_layers, tlayers):
+            for (fname, arrays), (name, tl) in zip(file_layers, tlayers, strict=True):
                 if len(arrays) != 2:
                     raise DataError(f"{path}: layer {fname} holds {len(arrays)} arrays, expected kernel and bias")
                 _assign(tl, *arrays, where=f"{path}: layer {fname} -> {name}")

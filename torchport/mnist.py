@@ -8,11 +8,16 @@ Keras' sample-weighted mean; the two agree whenever every batch has the same siz
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import engine
+from .callbacks import Callback
+from .means import BatchMean
 from .device import DeviceDataLoader, TensorLoader, get_default_device, to_device
 
 __all__ = ["MnistModel", "accuracy", "evaluate", "fit", "get_default_device", "to_device",
@@ -71,7 +76,7 @@ class MnistModel(nn.Module):
 
 # ---- the tutorial's training functions: a face over the engine ------------------------------------------
 
-class _TutorialEpochEnd(engine.Callback):
+class _TutorialEpochEnd(Callback):
     """Calls the model's `epoch_end(epoch, result)` with the tutorial's result dict."""
 
     def on_epoch_end(self, epoch, logs=None):
@@ -85,25 +90,25 @@ def _tutorial_result(logs: dict) -> dict:
 
 def evaluate(model, val_loader):
     """The tutorial's evaluate: per-batch val_loss and val_acc, combined by their unweighted mean."""
-    result = engine.evaluate(model, val_loader, F.cross_entropy, {"acc": accuracy}, aggregator=engine.BatchMean)
+    result = engine.evaluate(model, val_loader, F.cross_entropy, {"acc": accuracy}, aggregator=BatchMean)
     return {"val_loss": result["loss"], "val_acc": result["acc"]}
 
 
-def fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD, *, callbacks=(), **resume):
+def fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD, *, callbacks=(), resume=None):
     """The tutorial's fit: a fresh `opt_func(model.parameters(), lr)`, then `epochs` epochs on the engine.
 
     Returns the list of per-epoch result dicts (`val_loss`, `val_acc`), printing each with `epoch_end`.
-    Keyword-only extras (not in the tutorial): engine callbacks, and `initial_epoch` / `resume_step` /
-    `resume_aggregator` to continue from a checkpoint.
+    Keyword-only extras (not in the tutorial): engine callbacks, and an `engine.ResumePoint` to continue
+    from a checkpoint.
     """
     optimizer = opt_func(model.parameters(), lr)
     history = engine.fit(model, optimizer, F.cross_entropy, train_loader, epochs, val_loader=val_loader,
-                         val_metrics={"acc": accuracy}, val_aggregator=engine.BatchMean,
-                         callbacks=[_TutorialEpochEnd(), *callbacks], verbose=0, **resume)
+                         val_metrics={"acc": accuracy}, val_aggregator=BatchMean,
+                         callbacks=[_TutorialEpochEnd(), *callbacks], verbose=0, resume=resume)
     return [_tutorial_result(r) for r in history.records]
 
 
-class _AppendResult(engine.Callback):
+class _AppendResult(Callback):
     """Keeps the run's history list current epoch by epoch (a checkpoint stores it)."""
 
     def __init__(self, history: list):
@@ -132,7 +137,9 @@ def load_mnist(data_dir=None, log=print):
                     how_to_get="pass --data-dir with the four idx files (train-images-idx3-ubyte.gz, ...)",
                     log=log)
     (xtr, ytr), (xte, yte) = read_mnist(folder)
-    as_t = lambda a, dt: torch.from_numpy(np.array(a, dtype=dt))
+    def as_t(a, dt):
+        return torch.from_numpy(np.array(a, dtype=dt))
+
     return (as_t(xtr, np.uint8), as_t(ytr, np.int64)), (as_t(xte, np.uint8), as_t(yte, np.int64))
 
 
@@ -157,45 +164,63 @@ def make_loader(x, y, batch_size, device, shuffle=False, seed=None):
 
 # ---- the notebook's driver, as `torchport train mnist` ---------------------------------------------------
 
-def train_tutorial(data_dir=None, device="cpu", seed=0, epochs=(5, 5), lrs=(0.5, 0.1), batch_size=128,
-                   val_batch_size=256, checkpoint_dir=None, resume=False, keep=3,
-                   resume_hint="the same command with --resume"):
+@dataclass
+class MnistConfig:
+    """The notebook's settings. Fields with `compare=False` may differ between a run and its resume."""
+
+    epochs: list[int] = field(default_factory=lambda: [5, 5])  # one fit(...) call per phase
+    lr: list[float] = field(default_factory=lambda: [0.5, 0.1])
+    batch_size: int = 128
+    val_batch_size: int = 256
+    seed: int = 0
+    device: str = "cpu"
+    data_dir: str | None = field(default=None, compare=False)
+    out: str = field(default="runs/mnist", compare=False)
+    checkpoint_dir: str | None = field(default=None, compare=False)
+    resume: bool = field(default=False, compare=False)
+    keep_checkpoints: int = field(default=3, compare=False)
+    resume_hint: str = field(default="the same command with --resume", compare=False)
+
+
+def train_tutorial(cfg: MnistConfig):
     """The notebook's run on tensor-resident loaders: evaluate, fit(5, 0.5), fit(5, 0.1), test accuracy.
 
     With `checkpoint_dir`, every epoch is checkpointed; `resume` continues from the newest valid one,
     in whichever phase it was taken.
     """
-    from .checkpoint import Checkpointer, resume_run
+    from .checkpoint import Checkpointer, resume_run, run_identity
 
-    torch.manual_seed(seed)
-    (x, y), (x_test, y_test) = load_mnist(data_dir)
-    train_idx, val_idx = split_train_val(len(x), seed)
-    train_loader = make_loader(x[train_idx], y[train_idx], batch_size, device, shuffle=True, seed=seed)
-    val_loader = make_loader(x[val_idx], y[val_idx], val_batch_size, device)
-    test_loader = make_loader(x_test, y_test, val_batch_size, device)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    (x, y), (x_test, y_test) = load_mnist(cfg.data_dir)
+    train_idx, val_idx = split_train_val(len(x), cfg.seed)
+    train_loader = make_loader(x[train_idx], y[train_idx], cfg.batch_size, device, shuffle=True, seed=cfg.seed)
+    val_loader = make_loader(x[val_idx], y[val_idx], cfg.val_batch_size, device)
+    test_loader = make_loader(x_test, y_test, cfg.val_batch_size, device)
 
     model = MnistModel(in_size=784, hidden_size=32, out_size=10)
     to_device(model, device)
 
-    config = {"tutorial": "mnist", "seed": seed, "epochs": list(epochs), "lr": list(lrs), "batch_size": batch_size,
-              "val_batch_size": val_batch_size, "n_train": len(x)}
-    state, resume_args = resume_run(checkpoint_dir, resume, config, model, None, train_loader)
-    done, history = (state["epochs_done"], state["history"]) if state else (0, None)
+    config = {**run_identity(cfg), "n_train": len(x)}
+    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, None)
+    done, history = (resume.epoch, state["history"]) if state else (0, None)
     if history is None:
         history = [evaluate(model, val_loader)]
-        print("Before training: val_loss: {:.4f}, val_acc: {:.4f}".format(history[0]['val_loss'], history[0]['val_acc']))
+        print("Before training: val_loss: {:.4f}, val_acc: {:.4f}".format(history[0]["val_loss"],
+                                                                          history[0]["val_acc"]))
 
     offset = 0
-    for n, lr in zip(epochs, lrs):
+    for n, lr in zip(cfg.epochs, cfg.lr, strict=True):
         if done < offset + n:  # this phase is not finished yet
             callbacks = [_AppendResult(history)]
-            if checkpoint_dir:
-                callbacks.append(Checkpointer(checkpoint_dir, config, train_loader, keep, epoch_offset=offset,
-                                              extra=lambda: {"history": history},
-                                              resume_hint=resume_hint))
-            fit(n, lr, model, train_loader, val_loader, callbacks=callbacks,
-                initial_epoch=max(done - offset, 0), **resume_args)
-            resume_args = {}
+            if cfg.checkpoint_dir:
+                callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
+                                              epoch_offset=offset, extra=lambda: {"history": history},
+                                              resume_hint=cfg.resume_hint))
+            if resume is not None:  # the phase the checkpoint was taken in: its own epoch count
+                resume = dataclasses.replace(resume, epoch=max(done - offset, 0))
+            fit(n, lr, model, train_loader, val_loader, callbacks=callbacks, resume=resume)
+            resume = None
         offset += n
 
     result = evaluate(model, test_loader)
@@ -203,20 +228,18 @@ def train_tutorial(data_dir=None, device="cpu", seed=0, epochs=(5, 5), lrs=(0.5,
     return model, history, result
 
 
-def run(args) -> dict:
+def run(cfg: MnistConfig) -> dict:
     """`torchport train mnist`: the tutorial's run, then history.json, test.json and the two plots."""
-    from .outputs import OutputSet, write_atomic, write_json, write_plot
+    from .outputs import OutputSet, save_torch, write_json, write_plot
 
-    model, history, result = train_tutorial(args.data_dir, args.device, args.seed, args.epochs, args.lr,
-                                            args.batch_size, args.val_batch_size, args.checkpoint_dir, args.resume,
-                                            args.keep_checkpoints, args.resume_hint)
-    with OutputSet(args.out) as out:
-        write_atomic(out.path("model.pt"), lambda f: torch.save(model.state_dict(), f))
+    model, history, result = train_tutorial(cfg)
+    with OutputSet(cfg.out) as out:
+        save_torch(out.path("model.pt"), model.state_dict())
         write_json(out.path("history.json"), history)
         write_json(out.path("test.json"), {"test_loss": result["val_loss"], "test_acc": result["val_acc"]})
         write_plot(out.path("accuracy.png"), {"val_acc": [r["val_acc"] for r in history]},
-                   "accuracy", "Accuracy vs. No. of epochs")
+                   "accuracy", "Accuracy vs. No. of epochs", first_epoch=0)
         write_plot(out.path("loss.png"), {"val_loss": [r["val_loss"] for r in history]},
-                   "loss", "Loss vs. No. of epochs")
-    print(f"Wrote {args.out}/history.json, test.json, model.pt, accuracy.png, loss.png")
+                   "loss", "Loss vs. No. of epochs", first_epoch=0)
+    print(f"Wrote {cfg.out}/history.json, test.json, model.pt, accuracy.png, loss.png")
     return {"history": history, "test": result}

@@ -71,19 +71,29 @@ class OutputSet:
         return False
 
 
+def save_torch(path: str, obj) -> None:
+    """torch.save with every tensor moved to the CPU first: a file written on a GPU loads on a laptop."""
+    import torch
+
+    from .device import to_device
+
+    write_atomic(path, lambda f: torch.save(to_device(obj, "cpu"), f))
+
+
 def write_json(path: str, data) -> None:
     write_atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
-def write_plot(path: str, series: dict[str, list[float]], ylabel: str, title: str) -> None:
-    """One line plot (epochs on x) of each series, saved as PNG."""
+def write_plot(path: str, series: dict[str, list[float]], ylabel: str, title: str, first_epoch: int = 1) -> None:
+    """One line plot of each series against epochs numbered from `first_epoch`, as the log's "Epoch 1/25"
+    counts them (the MNIST tutorial's history starts with the evaluation before training: epoch 0)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, values in series.items():
-        ax.plot(values, "-x", label=label)
+        ax.plot(range(first_epoch, first_epoch + len(values)), values, "-x", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import DataError
 
@@ -45,10 +45,12 @@ def locate(name: str, data_dir: str | None, has_data: Callable[[str], bool], dow
             download(root)
             if has_data(root):
                 return root
-        except Exception:  # any failure to download means: offline, use the sample
-            pass
+            reason = f"the download left no readable data in {root}"
+        except Exception as e:  # any failure to download: say why in one line, then use the sample
+            reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}".rstrip(": ")
         finally:
             socket.setdefaulttimeout(previous)
+        log(f"{name} download failed ({reason})", file=sys.stderr)
     log(f"No {name} data found and it could not be downloaded: using the small sample bundled with "
         f"torchport. For the full set, {how_to_get}.", file=sys.stderr)
     return sample

@@ -86,5 +86,5 @@ class KerasSGD(torch.optim.Optimizer):
             getattr(torch, f"_foreach_{op}")(tensors, other, **kw)
         else:
             others = other if isinstance(other, list) else [other] * len(tensors)
-            for t, o in zip(tensors, others):
+            for t, o in zip(tensors, others, strict=True):
                 getattr(t, op)(o, **kw)

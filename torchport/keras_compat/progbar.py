@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..engine import Callback
+from ..callbacks import Callback
 
 
 def format_step_time(seconds_per_step: float, unit: str = "step") -> str:
@@ -64,3 +64,8 @@ class ProgbarLogger(Callback):
             self.bar = None
         else:
             print(format_epoch_line(steps, steps, elapsed, logs), file=self.file, flush=True)
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:  # training stopped mid-epoch (an error, Ctrl-C): leave the terminal clean
+            self.bar.close()
+            self.bar = None

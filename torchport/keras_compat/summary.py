@@ -62,7 +62,9 @@ def summary(model: torch.nn.Module, example: torch.Tensor, title: str = "sequent
 
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    size = lambda n: _readable_size(n * next(model.parameters()).element_size())
+    def size(n):
+        return _readable_size(n * next(model.parameters()).element_size())
+
     out = [f'Model: "{title}"', rule("┏", "┳", "┓", "━"), line("Layer (type)", "Output Shape", "Param #", "┃"),
            rule("┡", "╇", "┩", "━")]
     for i, row in enumerate(table):
