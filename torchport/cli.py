@@ -1,4 +1,4 @@
-"""`torchport train mnist|cifar10`, `torchport bench`, `torchport parity`.
+"""`torchport train mnist|cifar10`, `torchport port`, `torchport bench`, `torchport parity`.
 
 Every expected failure is a TorchportError: one line on stderr, exit 2 for usage errors and 1 for the
 rest, and no traceback unless --debug.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 import warnings
@@ -102,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     par = sub.add_parser("parity", help="check torchport against the installed Keras and print the table")
     par.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    pt = sub.add_parser("port", help="port a Keras model file (.keras or .h5) to readable PyTorch")
+    pt.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
+    pt.add_argument("--out", default=None, help="output folder (default: runs/port/<file name>)")
+    pt.add_argument("--no-parity", action="store_true", help="skip the parity checks against Keras")
+    pt.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -111,6 +118,9 @@ def _validate(args) -> None:
     if args.command == "train" and args.tutorial == "mnist" and len(args.epochs) != len(args.lr):
         raise UsageError(f"--epochs has {len(args.epochs)} phases but --lr has {len(args.lr)}: "
                          "give one of each per phase")
+    if args.command == "port" and args.out is None:
+        stem = os.path.splitext(os.path.basename(args.model))[0] or "model"
+        args.out = os.path.join("runs", "port", stem)
     if hasattr(args, "out"):
         check_writable(args.out)
     if getattr(args, "resume", False) and not args.checkpoint_dir:
@@ -145,6 +155,27 @@ def _run(args) -> int:
     elif args.command == "parity":
         from .parity import main as parity_main
         return parity_main()
+    elif args.command == "port":
+        return _port(args)
+    return 0
+
+
+def _port(args) -> int:
+    import time
+
+    from .port import port
+
+    t0 = time.perf_counter()
+    plan = port(args.model, args.out, parity=not args.no_parity, log=lambda m: print(m, file=sys.stderr))
+    params = plan.param_count()
+    print(f"Ported {args.model} -> {args.out}/model.py (class {plan.cls}, {params:,} parameters, "
+          f"{time.perf_counter() - t0:.1f} s): model.py, weights.pt, summary.txt"
+          + (", parity.md" if os.path.exists(os.path.join(args.out, "parity.md")) else ""))
+    report = os.path.join(args.out, "parity.md")
+    if os.path.exists(report):
+        last = open(report).read().strip().splitlines()[-1]
+        print(f"Parity against Keras: {last}")
+        return 0 if " 0 failed" in last or "nothing to compare" in last else 1
     return 0
 
 

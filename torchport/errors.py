@@ -27,3 +27,11 @@ class NonFiniteLossError(TorchportError):
     def __init__(self, epoch: int, step: int):
         super().__init__(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: training stopped")
         self.epoch, self.step = epoch, step
+
+
+class ModelFileError(DataError):
+    """A Keras model file that cannot be read: not a model, truncated, corrupt, inconsistent or hostile."""
+
+
+class UnsupportedError(TorchportError):
+    """A Keras model torchport does not port: the message names the layer, its class and what is missing."""

@@ -34,3 +34,52 @@ class Dropout(nn.Dropout):
         if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
             mask = mask.view(x.shape[0], x.shape[2], x.shape[3], x.shape[1]).permute(0, 3, 1, 2)
         return x * mask.to(x.dtype).mul_(1.0 / (1.0 - self.p))  # bool * float would take a slow path
+
+
+class BatchNormalization(nn.modules.batchnorm._BatchNorm):
+    """Keras' BatchNormalization over dimension `dim` (1 for NCHW images, -1 for Keras' feature axis).
+
+    Inference: (x - moving_mean) * rsqrt(moving_variance + eps) * gamma + beta, written as TensorFlow
+    writes it. Training differs from torch in two ways that change every step: the moving statistics
+    are updated as moving * momentum + batch * (1 - momentum) with Keras' momentum (0.99: the weight of
+    the OLD value), and the moving variance takes the biased batch variance (torch: unbiased).
+    `weight`, `bias`, `running_mean`, `running_var` are Keras' gamma, beta, moving_mean, moving_variance.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-3, momentum: float = 0.99, dim: int = 1,
+                 device=None, dtype=None):
+        super().__init__(num_features, eps=eps, momentum=1.0 - momentum, affine=True, track_running_stats=True,
+                         device=device, dtype=dtype)
+        self.keras_momentum = momentum
+        self.dim = dim
+
+    def _check_input_dim(self, x):
+        if x.shape[self.dim] != self.num_features:
+            raise ValueError(f"expected {self.num_features} features on dimension {self.dim}, got {tuple(x.shape)}")
+
+    def forward(self, x):
+        self._check_input_dim(x)
+        dim = self.dim % x.dim()
+        shape = [1] * x.dim()
+        shape[dim] = self.num_features
+        if self.training:
+            axes = [d for d in range(x.dim()) if d != dim]
+            mean = x.mean(axes, keepdim=True)
+            var = (x - mean.detach()).square().mean(axes, keepdim=True)  # tf.nn.moments: biased
+            with torch.no_grad():
+                m = self.keras_momentum
+                self.running_mean.mul_(m).add_(mean.reshape(-1) * (1.0 - m))
+                self.running_var.mul_(m).add_(var.reshape(-1) * (1.0 - m))
+                self.num_batches_tracked.add_(1)
+        else:
+            mean, var = self.running_mean.view(shape), self.running_var.view(shape)
+        inv = torch.rsqrt(var + self.eps) * self.weight.view(shape)
+        return x * inv + (self.bias.view(shape) - mean * inv)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> torch.Tensor:
+    """GlobalAveragePooling1D with Keras' mask: the mean over the unmasked steps only."""
+    if mask is None:
+        return x.mean(dim)
+    keep = mask.unsqueeze(-1).to(x.dtype)
+    return (x * keep).sum(dim) / keep.sum(dim)

@@ -10,53 +10,19 @@ numpy Generator), so the table is the same number for number on every run, whate
 """
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import engine
-from .cifar10 import SimpleCNN, make_loader, to_model_input
-from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
-from .keras_io import keras_layout, keras_to_torch, to_keras_layout, weighted_layers
-from .mnist import MnistModel
-from .originals.keras_models import CIFAR_SHAPE, keras_cifar, keras_mnist
-
-
-@dataclass
-class Result:
-    check: str
-    metric: str
-    diff: float
-    tol: float
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.diff <= self.tol)
-
-
-def worst(pairs, metric) -> float:
-    """The largest `metric(a, b)` over paired lists; lists of different lengths are an error, not a pass."""
-    ours, theirs = pairs
-    return max((metric(a, b) for a, b in zip(ours, theirs, strict=True)), default=0.0)
-
-
-def count_differing(ours: list, theirs: list) -> int:
-    """Positions where two lists differ, a missing element counting as a difference."""
-    return sum(a != b for a, b in itertools.zip_longest(ours, theirs, fillvalue=object()))
-
-
-def max_abs(a, b) -> float:
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if np.size(a) else 0.0
-
-
-def max_rel(a, b) -> float:
-    """max |a - b| / max |b|: relative to the reference's scale (robust where b crosses zero)."""
-    b = np.asarray(b, np.float64)
-    return max_abs(a, b) / max(float(np.max(np.abs(b))), 1e-30)
+from .. import engine
+from ..cifar10 import SimpleCNN, make_loader, to_model_input
+from ..keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
+from ..keras_io import keras_layout, keras_to_torch, to_keras_layout, weighted_layers
+from ..mnist import MnistModel
+from .core import Result, count_differing, format_table, ks_statistic, max_abs, max_rel, worst
+from ..originals.keras_models import CIFAR_SHAPE, keras_cifar, keras_mnist
 
 
 # ---- twins: the Keras reference and the torch port, holding the same weights -------------------------
@@ -88,7 +54,7 @@ def forward_diff(km, tm, x: np.ndarray) -> float:
 # ---- checks ----------------------------------------------------------------------------------------------
 
 def check_structure(keras) -> list[Result]:
-    from .keras_compat.summary import summary_rows
+    from ..keras_compat.summary import summary_rows
 
     out = []
     for which, example in (("cifar", torch.zeros(1, 3, 32, 32)), ("mnist", None)):
@@ -266,7 +232,7 @@ def _sample_subset(n):
     import contextlib
     import io
 
-    from .cifar10 import load_data
+    from ..cifar10 import load_data
     with contextlib.redirect_stderr(io.StringIO()):
         (x, y), _ = load_data(None)
     return x[:n], y[:n]
@@ -350,14 +316,6 @@ def check_init(keras, seed=0) -> list[Result]:
     return out
 
 
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical CDFs."""
-    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
-    points = np.concatenate([a, b])
-    gap = np.searchsorted(a, points, side="right") / a.size - np.searchsorted(b, points, side="right") / b.size
-    return float(np.max(np.abs(gap)))
-
-
 def run_all(keras) -> list[Result]:
     results = check_structure(keras)
     for which in ("cifar", "mnist"):
@@ -375,24 +333,15 @@ def run_all(keras) -> list[Result]:
     return results
 
 
-def format_table(results: list[Result]) -> str:
-    rows = [("check", "metric", "max diff", "tolerance", "result")]
-    rows += [(r.check, r.metric, f"{r.diff:.3g}", f"{r.tol:.3g}", "pass" if r.passed else "FAIL") for r in results]
-    w = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = [" | ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
-    lines.insert(1, "-+-".join("-" * x for x in w))
-    return "\n".join(lines)
-
-
 def main() -> int:
     """`torchport parity`: run every check, print the table and the versions; non-zero on any failure."""
     import importlib.util
 
-    from .errors import UsageError
+    from ..errors import UsageError
 
     if importlib.util.find_spec("tensorflow") is None:
         raise UsageError("torchport parity needs TensorFlow/Keras: pip install 'torchport[keras]'")
-    from .keras_env import import_keras
+    from ..keras_env import import_keras
     keras = import_keras()
     import tensorflow as tf
     results = run_all(keras)

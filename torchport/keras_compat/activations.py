@@ -1,0 +1,45 @@
+"""Keras activations torch has no single call for, and the logits Keras' TensorFlow backend keeps.
+
+`softmax` and `sigmoid` return probabilities carrying `_keras_logits`, the tensor they were computed from,
+exactly as `keras.activations.softmax/sigmoid` do on TensorFlow: a cross-entropy loss on such an output
+then works from the logits (numerically stable), which is what TensorFlow's Keras trains with.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    out = torch.softmax(x, dim=dim)
+    out._keras_logits = x
+    return out
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    out = torch.sigmoid(x)
+    out._keras_logits = x
+    return out
+
+
+def relu(x: torch.Tensor, negative_slope: float = 0.0, max_value: float | None = None,
+         threshold: float = 0.0) -> torch.Tensor:
+    """Keras' relu (the ReLU layer's too): x above `threshold`, else `negative_slope * (x - threshold)`,
+    clipped at `max_value`; written as Keras writes it, so the clip applies before the negative part."""
+    if negative_slope != 0.0:
+        if max_value is None and threshold == 0:
+            return F.leaky_relu(x, negative_slope)
+        negative_part = F.relu(-x + threshold) if threshold != 0 else F.relu(-x)
+    clip_max = max_value is not None
+    if threshold != 0:
+        x = torch.where(x > threshold, x, torch.zeros_like(x))
+    elif max_value == 6:
+        x = F.relu6(x)
+        clip_max = False
+    else:
+        x = F.relu(x)
+    if clip_max:
+        x = x.clamp(0.0, max_value)
+    if negative_slope != 0.0:
+        x = x - negative_slope * negative_part
+    return x

@@ -1,0 +1,57 @@
+"""What every parity check shares: a result row, the difference measures, the table."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Result:
+    check: str
+    metric: str
+    diff: float
+    tol: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.diff <= self.tol)
+
+
+def worst(pairs, metric) -> float:
+    """The largest `metric(a, b)` over paired lists; lists of different lengths are an error, not a pass."""
+    ours, theirs = pairs
+    return max((metric(a, b) for a, b in zip(ours, theirs, strict=True)), default=0.0)
+
+
+def count_differing(ours: list, theirs: list) -> int:
+    """Positions where two lists differ, a missing element counting as a difference."""
+    return sum(a != b for a, b in itertools.zip_longest(ours, theirs, fillvalue=object()))
+
+
+def max_abs(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if np.size(a) else 0.0
+
+
+def max_rel(a, b) -> float:
+    """max |a - b| / max |b|: relative to the reference's scale (robust where b crosses zero)."""
+    b = np.asarray(b, np.float64)
+    return max_abs(a, b) / max(float(np.max(np.abs(b))), 1e-30)
+
+
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical CDFs."""
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    points = np.concatenate([a, b])
+    gap = np.searchsorted(a, points, side="right") / a.size - np.searchsorted(b, points, side="right") / b.size
+    return float(np.max(np.abs(gap)))
+
+
+def format_table(results: list[Result]) -> str:
+    rows = [("check", "metric", "max diff", "tolerance", "result")]
+    rows += [(r.check, r.metric, f"{r.diff:.3g}", f"{r.tol:.3g}", "pass" if r.passed else "FAIL") for r in results]
+    w = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [" | ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
+    lines.insert(1, "-+-".join("-" * x for x in w))
+    return "\n".join(lines)

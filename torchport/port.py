@@ -1,0 +1,52 @@
+"""Port a Keras model file to PyTorch: `load_keras(path)` returns the module; `port(path, out)` writes
+model.py, weights.pt, summary.txt and, with TensorFlow installed, parity.md.
+
+Reads `.keras` (Keras 3) and legacy `.h5` (Keras 3 and tf.keras 2) files with h5py, json and zipfile:
+TensorFlow is needed only to check the port against Keras.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .porting.build import Plan, load_weights, plan_model
+from .porting.files import open_model_file
+from .porting.summary import summary_text
+
+
+def plan_file(path: str) -> Plan:
+    """Read, check and plan a model file: the plan holds the source, the weights and the summary."""
+    from .porting import codegen
+
+    with open_model_file(path) as kfile:
+        plan = plan_model(kfile)
+        load_weights(plan, kfile)
+    plan.source = codegen.source(plan)
+    plan.summary = summary_text(plan)
+    return plan
+
+
+def load_keras(path: str) -> torch.nn.Module:
+    """The Keras model in `path` as a torch module with its weights, in inference mode; writes nothing."""
+    return plan_file(path).module()
+
+
+def port(path: str, out: str, parity: bool = True, log=print) -> Plan:
+    """Write DIR/model.py, weights.pt, summary.txt (and parity.md when TensorFlow is installed)."""
+    import importlib.util
+
+    from .outputs import OutputSet, save_torch, write_atomic
+
+    plan = plan_file(path)
+    with OutputSet(out) as files:
+        write_atomic(files.path("model.py"), lambda f: f.write(plan.source.encode()))
+        save_torch(files.path("weights.pt"), {k: torch.from_numpy(v.copy()) for k, v in plan.state.items()})
+        write_atomic(files.path("summary.txt"), lambda f: f.write(plan.summary.encode()))
+        if parity and importlib.util.find_spec("tensorflow") is not None:
+            from .parity.model import port_report
+            report = port_report(path, plan)
+            write_atomic(files.path("parity.md"), lambda f: f.write(report.encode()))
+        elif parity:
+            log("torchport: parity skipped: TensorFlow is not installed (pip install 'torchport[keras]' for parity.md)")
+    return plan

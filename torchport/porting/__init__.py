@@ -1,0 +1,1 @@
+"""A Keras model file -> readable PyTorch: `torchport port` and `torchport.port.load_keras`."""

@@ -1,0 +1,265 @@
+"""Plan a Keras model file into a torch module: converters per call, shapes, layouts, weights, source.
+
+Everything is checked before anything is built: each layer's options, every array's shape against the
+config (read from the file's metadata, not its data), the parameter count. The module itself is built
+from the generated source on the meta device and receives the file's arrays, so what `load_keras`
+returns is exactly the code `model.py` holds.
+"""
+from __future__ import annotations
+
+import math
+import os
+import types
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import ModelFileError, UnsupportedError
+from . import codegen, layers_conv, layers_core, layers_merge, layers_norm, layers_rnn  # noqa: F401 (registry)
+from .convert import CONVERTERS, KERAS, MAX_PARAMS, NCHW, Context, Converter, Tensor, to_layout
+from .files import KerasFile, read_array
+from .graph import Graph, parse
+
+_TAKES_MASK = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "GlobalAveragePooling1D", "GlobalAvgPool1D",
+               "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
+
+
+@dataclass
+class Plan:
+    graph: Graph
+    ctx: Context
+    cls: str
+    title: str
+    file_name: str
+    inputs: list[Tensor] = field(default_factory=list)
+    outputs: list[Tensor] = field(default_factory=list)
+    modules: list = field(default_factory=list)          # (attr, constructor source, init lines, comment)
+    lines: list[str] = field(default_factory=list)       # forward's body
+    weighted: list = field(default_factory=list)         # (converter, expected Weights) of layers with arrays
+    shapes: dict = field(default_factory=dict)           # (layer, node) -> [Keras output shapes]
+    converters: dict = field(default_factory=dict)       # layer name -> its (first call's) converter
+    state: dict = field(default_factory=dict)            # the state dict, numpy arrays
+    source: str = ""
+    summary: str = ""
+
+    @property
+    def dtype(self) -> str:
+        return self.ctx.dtype
+
+    def describe_io(self) -> list[str]:
+        def one(t: Tensor, role: str) -> str:
+            shape = ", ".join(["N", *("?" if d is None else str(d) for d in t.torch_shape())])
+            kind = "images, channels first as torch takes them" if t.layout == NCHW else "as Keras takes it"
+            if role == "Output":
+                kind = "in Keras' layout"
+            return f"{role} `{t.var}`: ({shape}) {t.dtype}, {kind}."
+        return [one(t, "Input") for t in self.inputs] + [one(t, "Output") for t in self.outputs]
+
+    def param_count(self) -> int:
+        """Keras' count: every variable of every layer (BatchNormalization's moving statistics included)."""
+        return sum(math.prod(w.shape) for _, expected in self.weighted for w in expected)
+
+    def keras_arrays(self, state: dict | None = None) -> dict[str, list[np.ndarray]]:
+        """Each weighted layer's arrays in Keras' order, from a torch state dict (default: the file's)."""
+        state = self.state if state is None else state
+        out = {}
+        for conv, _ in self.weighted:
+            own = {k[len(conv.attr) + 1:]: np.asarray(v.detach().cpu() if torch.is_tensor(v) else v)
+                   for k, v in state.items() if k.startswith(conv.attr + ".")}
+            out[conv.name] = conv.to_keras(own)
+        return out
+
+    def module(self) -> torch.nn.Module:
+        """The generated class, built on the meta device and given the file's weights (CPU tensors)."""
+        namespace = types.ModuleType(f"torchport_ported_{self.cls}")
+        exec(compile(self.source, f"<ported {self.file_name}>", "exec"), namespace.__dict__)  # our own source
+        with torch.device("meta"):
+            model = getattr(namespace, self.cls)()
+        model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state.items()},
+                              assign=True)
+        return model.eval()
+
+
+def _model_dtype(graph: Graph) -> str:
+    seen = set()
+    for layer in graph.layers:
+        if layer.class_name == "InputLayer" or layer.is_op:
+            continue
+        d = layer.config.get("dtype")
+        if isinstance(d, dict):
+            d = (d.get("config") or {}).get("name")
+        if isinstance(d, str):
+            seen.add(d)
+    if not seen <= {"float32", "float64"}:
+        bad = sorted(seen - {"float32", "float64"})
+        raise UnsupportedError(f"dtype policy {', '.join(map(repr, bad))}: only float32 and float64 models are ported")
+    if len(seen) > 1:
+        raise UnsupportedError("layers with different dtype policies (float32 and float64) are not supported")
+    return seen.pop() if seen else "float32"
+
+
+def _input_tensor(layer, var: str, channels_first_model: bool) -> Tensor:
+    cfg = layer.config
+    shape = cfg.get("batch_shape", cfg.get("batch_input_shape"))
+    if shape is None and isinstance(cfg.get("shape"), list):
+        shape = [None, *cfg["shape"]]
+    if not isinstance(shape, list) or len(shape) < 2 or not all(
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 2**31 - 1) for d in shape[1:]):
+        raise ModelFileError(f"input '{layer.name}': batch_shape {shape!r} is not a shape")
+    dtype = cfg.get("dtype", "float32")
+    if isinstance(dtype, dict):
+        dtype = (dtype.get("config") or {}).get("name", "float32")
+    if cfg.get("sparse") or cfg.get("ragged"):
+        raise UnsupportedError(f"input '{layer.name}': sparse or ragged inputs are not supported")
+    shape = tuple(shape[1:])
+    layout = NCHW if (len(shape) == 3 and not channels_first_model) else KERAS
+    return Tensor(var, shape, layout, None, dtype if isinstance(dtype, str) else "float32")
+
+
+def _refuse_unknown(layer) -> None:
+    if layer.class_name == "Lambda":
+        raise UnsupportedError(f"layer '{layer.name}' (Lambda): a Lambda layer stores marshalled Python bytecode; "
+                               "torchport never unmarshals or runs it (rewrite it with built-in layers)")
+    if layer.class_name in ("Sequential", "Functional", "Model"):
+        raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): nested models are not supported "
+                               "(build the outer model from the inner model's layers)")
+    what = "operation" if layer.is_op else "layer class"
+    raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): this {what} is not supported "
+                           f"(custom or unregistered classes are never ported)")
+
+
+def plan_model(kfile: KerasFile) -> Plan:
+    graph = parse(kfile.config)
+    ctx = Context(_model_dtype(graph), kfile.keras_version)
+    names = codegen.Names()
+    plan = Plan(graph, ctx, codegen.class_name(graph.name), graph.name, os.path.basename(kfile.path))
+    channels_first = any(layer.config.get("data_format") == "channels_first" for layer in graph.layers)
+    chain = _is_chain(graph)
+    layer_by_name = {layer.name: layer for layer in graph.layers}
+    tensors: dict[tuple, Tensor] = {}
+    for ref in graph.inputs:
+        layer = layer_by_name.get(ref[0])
+        if layer is None or layer.class_name != "InputLayer":
+            raise ModelFileError(f"input '{ref[0]}' is not an InputLayer of the model")
+        t = _input_tensor(layer, "x" if chain else names.make(layer.name, "input"), channels_first)
+        tensors[ref] = t
+        plan.inputs.append(t)
+
+    live = {(r[0], r[1]) for c in graph.calls for r in c.inputs} | {(r[0], r[1]) for r in graph.outputs}
+    outputs = {(r[0], r[1]) for r in graph.outputs}
+    attrs: dict[str, str] = {}
+    converted: dict[tuple, Tensor] = {}
+    for call in graph.calls:
+        layer = call.layer
+        cls = CONVERTERS.get(layer.class_name)
+        if cls is None or (layer.is_op and layer.class_name != "NotEqual"):
+            _refuse_unknown(layer)
+        if layer.custom:
+            _refuse_unknown(layer)
+        attr = attrs.get(layer.name) or names.make(layer.name)
+        attrs[layer.name] = attr
+        ins = []
+        for ref in call.inputs:
+            if ref not in tensors:
+                raise ModelFileError(f"layer '{layer.name}' uses output {ref[2]} of '{ref[0]}', which has none")
+            t = tensors[ref]
+            if t.mask is not None and layer.class_name not in _TAKES_MASK and not cls.passes_mask:
+                t = Tensor(t.var, t.shape, t.layout, None, t.dtype)  # Keras drops the mask here too
+            ins.append(t)
+        conv: Converter = cls(layer, attr, ins, ctx, (layer.name, call.node) in outputs, call.args)
+        if layer.is_op and (layer.name, call.node) not in live:  # e.g. a mask Keras recorded but nothing reads
+            plan.shapes[(layer.name, call.node)] = [o.shape for o in conv.outputs()]
+            continue
+        for i, t in enumerate(conv.inputs):  # bring each input to the layout the layer wants
+            want = conv.wanted_layout(i, t)
+            if want is not None and t.layout != want and t.rank == 4:
+                key = (t.var, want)
+                if key not in converted:
+                    var = t.var if chain else f"{t.var}_{'nchw' if want == NCHW else 'nhwc'}"
+                    plan.lines.append(f"{var} = {to_layout(t.var, 4, t.layout, want)}  # "
+                                      + ("Keras' (N, H, W, C) -> torch's (N, C, H, W)" if want == NCHW
+                                         else "torch's (N, C, H, W) -> Keras' (N, H, W, C)"))
+                    converted[key] = Tensor(var, t.shape, want, t.mask, t.dtype)
+                conv.inputs[i] = converted[key]
+        outs = conv.outputs()
+        base = "x" if chain else attr + (f"_{call.node}" if call.node else "")
+        out_vars = [base] + [names.make(f"{base}_{i}") for i in range(1, len(outs))]
+        if chain and len(outs) > 1:
+            out_vars = [names.make(f"{attr}_{i}") if i else "x" for i in range(len(outs))]
+        first_mask = next((t.mask for t in conv.inputs if t.mask is not None), None)
+        masks = []
+        for i, o in enumerate(outs):
+            if not o.masked:
+                masks.append(None)
+            elif first_mask is not None and len([t for t in conv.inputs if t.mask]) == 1:
+                masks.append(first_mask)
+            else:
+                masks.append("mask" if chain else f"{out_vars[i]}_mask")
+        conv.out_masks = masks
+        plan.lines += conv.forward([t.var for t in conv.inputs], out_vars)
+        if layer.name not in plan.converters:
+            plan.converters[layer.name] = conv
+            src = conv.module()
+            if src is not None:
+                comment = None
+                if attr != layer.name:
+                    comment = f"Keras layer '{layer.name}'"
+                plan.modules.append((attr, src, conv.init_lines(), comment))
+            expected = conv.weights()
+            if expected:
+                plan.weighted.append((conv, expected))
+        plan.shapes[(layer.name, call.node)] = [o.shape for o in outs]
+        for i, (o, var) in enumerate(zip(outs, out_vars, strict=True)):
+            tensors[(layer.name, call.node, i)] = Tensor(var, o.shape, o.layout, masks[i], o.dtype or ctx.dtype)
+
+    for ref in graph.outputs:  # Keras' layout for what the model returns
+        if ref not in tensors:
+            raise ModelFileError(f"output '{ref[0]}' (node {ref[1]}, tensor {ref[2]}) is never computed")
+        t = tensors[ref]
+        if t.layout != KERAS and t.rank == 4:
+            var = t.var if chain else f"{t.var}_nhwc"
+            plan.lines.append(f"{var} = {to_layout(t.var, 4, t.layout, KERAS)}  # Keras' (N, H, W, C) layout")
+            t = Tensor(var, t.shape, KERAS, t.mask, t.dtype)
+        plan.outputs.append(t)
+    if not plan.lines:
+        plan.lines.append("pass")
+    return plan
+
+
+def _is_chain(graph: Graph) -> bool:
+    """A model whose calls each take the previous one's output: its forward reads `x = ...` throughout."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        return False
+    prev = (graph.inputs[0][0], graph.inputs[0][1])
+    for call in graph.calls:
+        if call.layer.is_op or len(call.inputs) != 1 or (call.inputs[0][0], call.inputs[0][1]) != prev \
+                or call.inputs[0][2] != 0:
+            return False
+        prev = (call.layer.name, call.node)
+    return (graph.outputs[0][0], graph.outputs[0][1]) == prev and graph.outputs[0][2] == 0
+
+
+def load_weights(plan: Plan, kfile: KerasFile) -> None:
+    """Check every layer's arrays against the config (shapes from metadata), then read them into the plan."""
+    found = []
+    total = 0
+    for conv, expected in plan.weighted:
+        slots = list(dict.fromkeys(w.slot for w in expected))
+        datasets = kfile.layer_arrays(conv.layer.storage_key, conv.name, slots)
+        want = [w.shape for w in expected]
+        have = [tuple(int(d) for d in ds.shape) for ds in datasets]
+        if have != want:
+            raise ModelFileError(f"layer '{conv.name}' ({conv.layer.class_name}): the file holds arrays of shapes "
+                                 f"{have}, the config needs {want}")
+        total += sum(math.prod(s) for s in want)
+        if total > MAX_PARAMS:
+            raise ModelFileError(f"more than {MAX_PARAMS:,} parameters; refused")
+        found.append((conv, datasets))
+    np_dtype = np.float64 if plan.dtype == "float64" else np.float32
+    for conv, datasets in found:
+        arrays = [read_array(ds, f"layer '{conv.name}'").astype(np_dtype, copy=False) for ds in datasets]
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ModelFileError(f"layer '{conv.name}': the weights hold NaN or infinite values")
+        for key, value in conv.to_torch(arrays).items():
+            plan.state[f"{conv.attr}.{key}"] = np.ascontiguousarray(value)

@@ -1,0 +1,98 @@
+"""Converters of the merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate.
+
+Every input is brought to the first input's layout; Concatenate's axis is mapped to torch's dimension
+(Keras' channel axis -1 of an image is torch's dimension 1). Masks merge as Keras merges them: an
+elementwise merge keeps a step only where every input's mask does.
+"""
+from __future__ import annotations
+
+from .convert import Converter, Out, converter, torch_dim
+
+
+class _Merge(Converter):
+    n_inputs = (2, 64)
+
+    def setup(self):
+        shapes = {t.shape for t in self.inputs}
+        if len(shapes) != 1 and self.layer.class_name != "Concatenate":
+            self.fail(f"inputs of different shapes {sorted(map(str, shapes))} (broadcasting) are not supported")
+
+    def wanted_layout(self, i, t):
+        return self.inputs[0].layout
+
+    def masks(self) -> list[str]:
+        return [t.mask for t in self.inputs if t.mask is not None]
+
+    def outputs(self):
+        t = self.inputs[0]
+        return [Out(t.shape, t.layout, bool(self.masks()))]
+
+    def mask_line(self) -> list[str]:
+        masks = self.masks()
+        if not masks:
+            return []
+        return [f"{self.out_masks[0]} = {' & '.join(masks)}  # a step counts where every input's mask keeps it"]
+
+
+@converter("Add")
+class Add(_Merge):
+    def forward(self, ins, outs):
+        return [f"{outs[0]} = {' + '.join(ins)}"] + self.mask_line()
+
+
+@converter("Subtract")
+class Subtract(_Merge):
+    n_inputs = (2, 2)
+
+    def forward(self, ins, outs):
+        return [f"{outs[0]} = {ins[0]} - {ins[1]}"] + self.mask_line()
+
+
+@converter("Multiply")
+class Multiply(_Merge):
+    def forward(self, ins, outs):
+        return [f"{outs[0]} = {' * '.join(ins)}"] + self.mask_line()
+
+
+@converter("Average")
+class Average(_Merge):
+    def forward(self, ins, outs):
+        return [f"{outs[0]} = ({' + '.join(ins)}) / {len(ins)}"] + self.mask_line()
+
+
+@converter("Maximum", "Minimum")
+class Extremum(_Merge):
+    def forward(self, ins, outs):
+        fn = "torch.maximum" if self.layer.class_name == "Maximum" else "torch.minimum"
+        expr = ins[0]
+        for other in ins[1:]:
+            expr = f"{fn}({expr}, {other})"
+        return [f"{outs[0]} = {expr}"] + self.mask_line()
+
+
+@converter("Concatenate")
+class Concatenate(_Merge):
+    def setup(self):
+        rank = self.inputs[0].rank
+        axis = self.opt("axis", -1)
+        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank or axis % rank == 0:
+            self.bad(f"axis = {axis!r}")
+        self.axis = axis % rank
+        for t in self.inputs:
+            if t.rank != rank or any(a != b for i, (a, b) in enumerate(zip(t.shape, self.inputs[0].shape,
+                                                                          strict=True)) if i != self.axis - 1):
+                self.bad(f"inputs {[t.shape for t in self.inputs]} do not fit together along axis {axis}")
+        if self.masks() and self.axis != rank - 1:
+            self.fail("masked inputs concatenated along a non-feature axis are not supported")
+
+    def outputs(self):
+        t = self.inputs[0]
+        sizes = [x.shape[self.axis - 1] for x in self.inputs]
+        total = None if None in sizes else sum(sizes)
+        shape = tuple(total if i == self.axis - 1 else d for i, d in enumerate(t.shape))
+        return [Out(shape, t.layout, bool(self.masks()))]
+
+    def forward(self, ins, outs):
+        t = self.inputs[0]
+        dim = torch_dim(self.axis, t.rank, t.layout)
+        return [f"{outs[0]} = torch.cat([{', '.join(ins)}], dim={dim if dim < t.rank - 1 else -1})"] + self.mask_line()
