@@ -33,5 +33,11 @@ class ModelFileError(DataError):
     """A Keras model file that cannot be read: not a model, truncated, corrupt, inconsistent or hostile."""
 
 
+class MissingFileError(ModelFileError):
+    """A path that does not name a file: a usage mistake (exit 2)."""
+
+    exit_code = 2
+
+
 class UnsupportedError(TorchportError):
     """A Keras model torchport does not port: the message names the layer, its class and what is missing."""

@@ -6,22 +6,30 @@ TensorFlow is needed only to check the port against Keras.
 """
 from __future__ import annotations
 
-import os
 
 import torch
 
+from .errors import ModelFileError, TorchportError
 from .porting.build import Plan, load_weights, plan_model
 from .porting.files import open_model_file
 from .porting.summary import summary_text
 
 
-def plan_file(path: str) -> Plan:
-    """Read, check and plan a model file: the plan holds the source, the weights and the summary."""
+def plan_file(path: str, dtype: str | None = None) -> Plan:
+    """Read, check and plan a model file: the plan holds the source, the weights and the summary.
+    `dtype` ("float32" / "float64") overrides the file's dtype policy."""
     from .porting import codegen
 
     with open_model_file(path) as kfile:
-        plan = plan_model(kfile)
-        load_weights(plan, kfile)
+        try:
+            plan = plan_model(kfile, dtype)
+            load_weights(plan, kfile)
+        except TorchportError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, OverflowError,
+                ZeroDivisionError) as e:  # a config of the wrong shape somewhere we read it: hostile or corrupt
+            detail = (str(e).strip().splitlines() or [""])[0][:160]
+            raise ModelFileError(f"{path}: malformed model config ({type(e).__name__}: {detail})") from None
     plan.source = codegen.source(plan)
     plan.summary = summary_text(plan)
     return plan

@@ -6,6 +6,7 @@ then works from the logits (numerically stable), which is what TensorFlow's Kera
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,17 +23,24 @@ def sigmoid(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _f32(v: float) -> float:
+    """A Python float as TensorFlow holds it once Keras makes it a tensor (or an op attribute): float32."""
+    return float(np.float32(v))
+
+
 def relu(x: torch.Tensor, negative_slope: float = 0.0, max_value: float | None = None,
          threshold: float = 0.0) -> torch.Tensor:
     """Keras' relu (the ReLU layer's too): x above `threshold`, else `negative_slope * (x - threshold)`,
-    clipped at `max_value`; written as Keras writes it, so the clip applies before the negative part."""
+    clipped at `max_value`; written as Keras writes it, so the clip applies before the negative part and
+    each constant is float32 exactly where Keras' TensorFlow backend makes it so (no-ops in float32)."""
     if negative_slope != 0.0:
         if max_value is None and threshold == 0:
-            return F.leaky_relu(x, negative_slope)
-        negative_part = F.relu(-x + threshold) if threshold != 0 else F.relu(-x)
+            return F.leaky_relu(x, _f32(negative_slope))  # a float32 op attribute in TensorFlow
+        negative_part = F.relu(-x + threshold) if threshold != 0 else F.relu(-x)  # Python arithmetic: exact
     clip_max = max_value is not None
+    max_value = None if max_value is None else _f32(max_value)  # ops.cast of a Python float: via float32
     if threshold != 0:
-        x = torch.where(x > threshold, x, torch.zeros_like(x))
+        x = torch.where(x > _f32(threshold), x, torch.zeros_like(x))
     elif max_value == 6:
         x = F.relu6(x)
         clip_max = False

@@ -60,14 +60,18 @@ class Plan:
         """Keras' count: every variable of every layer (BatchNormalization's moving statistics included)."""
         return sum(math.prod(w.shape) for _, expected in self.weighted for w in expected)
 
-    def keras_arrays(self, state: dict | None = None) -> dict[str, list[np.ndarray]]:
-        """Each weighted layer's arrays in Keras' order, from a torch state dict (default: the file's)."""
+    def keras_arrays(self, state: dict | None = None) -> dict[str, list[tuple[str, list[np.ndarray]]]]:
+        """Each weighted layer's arrays as Keras stores them, [(sub-object, [arrays])], from a torch state
+        dict (default: the file's): what `writer` needs to save them back for Keras."""
         state = self.state if state is None else state
         out = {}
-        for conv, _ in self.weighted:
+        for conv, expected in self.weighted:
             own = {k[len(conv.attr) + 1:]: np.asarray(v.detach().cpu() if torch.is_tensor(v) else v)
                    for k, v in state.items() if k.startswith(conv.attr + ".")}
-            out[conv.name] = conv.to_keras(own)
+            slots: dict[str, list] = {}
+            for w, a in zip(expected, conv.to_keras(own), strict=True):
+                slots.setdefault(w.slot, []).append(np.ascontiguousarray(a))
+            out[conv.name] = list(slots.items())
         return out
 
     def module(self) -> torch.nn.Module:
@@ -129,9 +133,10 @@ def _refuse_unknown(layer) -> None:
                            f"(custom or unregistered classes are never ported)")
 
 
-def plan_model(kfile: KerasFile) -> Plan:
+def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
+    """`dtype` overrides the file's dtype policy (float64 parity checks of a float32 file)."""
     graph = parse(kfile.config)
-    ctx = Context(_model_dtype(graph), kfile.keras_version)
+    ctx = Context(dtype or _model_dtype(graph), kfile.keras_version)
     names = codegen.Names()
     plan = Plan(graph, ctx, codegen.class_name(graph.name), graph.name, os.path.basename(kfile.path))
     channels_first = any(layer.config.get("data_format") == "channels_first" for layer in graph.layers)
@@ -202,9 +207,7 @@ def plan_model(kfile: KerasFile) -> Plan:
             plan.converters[layer.name] = conv
             src = conv.module()
             if src is not None:
-                comment = None
-                if attr != layer.name:
-                    comment = f"Keras layer '{layer.name}'"
+                comment = f"Keras layer '{layer.name}'" if attr != layer.name else conv.note()
                 plan.modules.append((attr, src, conv.init_lines(), comment))
             expected = conv.weights()
             if expected:

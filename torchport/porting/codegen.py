@@ -41,12 +41,46 @@ def class_name(model_name: str) -> str:
     return name
 
 
+def _split_args(inner: str) -> list[str]:
+    """Top-level comma-separated parts of an argument list."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(inner):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(inner[start:i].strip())
+            start = i + 1
+    parts.append(inner[start:].strip())
+    return [p for p in parts if p]
+
+
+def _fit(line: str, indent: int, width: int = 120) -> list[str]:
+    """A line within `width`: a trailing comment moves above the code, then a call's arguments go one per
+    line (`self.x = nn.Sequential(` ... `)`)."""
+    pad = " " * indent
+    if indent + len(line) <= width:
+        return [pad + line]
+    comment = []
+    if "  # " in line:
+        line, note = line.split("  # ", 1)
+        comment = [f"{pad}# {note}"]
+    if indent + len(line) <= width or not line.endswith(")") or "(" not in line:
+        return comment + [pad + line]
+    head, inner = line[:line.index("(") + 1], line[line.index("(") + 1:-1]
+    return comment + [pad + head] + [f"{pad}    {arg}," for arg in _split_args(inner)] + [pad + ")"]
+
+
 def source(plan) -> str:
     """The file `model.py`: the class, its forward, and `load()`."""
     uses = plan.ctx.uses
     header = [f'"""{plan.title}: a Keras {plan.graph.class_name} model ported to PyTorch by torchport {__version__}.',
               "", f"Ported from {plan.file_name} (saved by Keras {plan.ctx.keras_version}).",
-              *plan.describe_io(), "`load()` returns the model with its weights (weights.pt beside this file).",
+              *plan.describe_io(),
+              *(["The softmax/sigmoid output carries its logits (`out._keras_logits`): a cross-entropy loss uses",
+                 "them, as TensorFlow's Keras does."] if "logits" in uses else []),
+              "`load()` returns the model with its weights (weights.pt beside this file).",
               '"""', "import os", "", "import torch", "import torch.nn as nn"]
     if "F" in uses:
         header.append("import torch.nn.functional as F")
@@ -58,11 +92,11 @@ def source(plan) -> str:
         body.append("")
     body += ["    def __init__(self):", "        super().__init__()"]
     for attr, src, init, comment in plan.modules:
-        body.append(f"        self.{attr} = {src}" + (f"  # {comment}" if comment else ""))
-        body += [f"        {line}" for line in init]
+        body += _fit(f"self.{attr} = {src}" + (f"  # {comment}" if comment else ""), 8)
+        body += [out for line in init for out in _fit(line, 8)]
     args = ", ".join(t.var for t in plan.inputs)
     body += ["", f"    def forward(self, {args}):"]
-    body += [f"        {line}" for line in plan.lines]
+    body += [out for line in plan.lines for out in _fit(line, 8)]
     outs = [t.var for t in plan.outputs]
     body.append(f"        return {', '.join(outs)}")
     footer = ["", "", 'def load(weights="weights.pt"):',

@@ -80,11 +80,20 @@ class Context:
 
     dtype: str = "float32"
     keras_version: str = "3"
-    uses: set = field(default_factory=set)   # "F", "kc", "math"
+    uses: set = field(default_factory=set)   # "F", "kc", "logits"
+    # where TensorFlow itself is less precise than float64 in a float64 model (float64 parity then holds
+    # to float32's tolerance, and the table says why)
+    caveats: set = field(default_factory=set)
 
     @property
     def keras2(self) -> bool:
         return self.keras_version.startswith("2.")
+
+    def keras_float(self, value: float) -> float:
+        """A Python-float hyperparameter as Keras' TensorFlow backend applies it where it becomes a tensor
+        or an op attribute first: float32 (KERAS_PORT.md row 15). A float64 model then sees 0.30000001192...
+        for 0.3; a float32 model the same float32 value either way."""
+        return float(np.float32(value)) if self.dtype == "float64" else value
 
 
 def torch_dim(axis: int, rank: int, layout: str) -> int:
@@ -143,6 +152,10 @@ class Converter:
 
     def init_lines(self) -> list[str]:
         return []
+
+    def note(self) -> str | None:
+        """A comment for the module's line: why it is torchport's layer rather than torch's."""
+        return None
 
     def forward(self, ins: list[str], outs: list[str]) -> list[str]:
         raise NotImplementedError
@@ -225,6 +238,8 @@ def activation_code(conv: Converter, name, expr: str, layout: str, rank: int) ->
         name = name.get("config") if name.get("class_name") == "function" else name.get("class_name")
     if name in (None, "linear", "Linear"):
         return expr
+    if name == "gelu":
+        ctx.caveats.add("TensorFlow's float64 gelu (erfc) is accurate to about 1e-8")
     simple = {"relu": "F.relu({})", "elu": "F.elu({})", "selu": "F.selu({})", "gelu": "F.gelu({})",
               "swish": "F.silu({})", "silu": "F.silu({})", "softplus": "F.softplus({})",
               "softsign": "F.softsign({})", "relu6": "F.relu6({})", "leaky_relu": "F.leaky_relu({}, 0.2)",
@@ -232,13 +247,15 @@ def activation_code(conv: Converter, name, expr: str, layout: str, rank: int) ->
               "hard_silu": "F.hardswish({})", "hard_swish": "F.hardswish({})"}
     if name == "hard_sigmoid" and not ctx.keras2:  # Keras 3: relu6(x + 3) / 6, torch's hardsigmoid
         simple["hard_sigmoid"] = "F.hardsigmoid({})"
+    if name == "leaky_relu":  # TensorFlow's leaky_relu holds its slope as a float32 attribute
+        simple["leaky_relu"] = f"F.leaky_relu({{}}, {ctx.keras_float(0.2)!r})"
     if name in simple:
         if simple[name].startswith("F."):
             ctx.uses.add("F")
         return simple[name].format(expr)
     if name == "sigmoid":
         if conv.is_output:  # the loss recovers the logits, as TensorFlow's Keras does
-            ctx.uses.add("kc")
+            ctx.uses.update({"kc", "logits"})
             return f"kc.sigmoid({expr})"
         return f"torch.sigmoid({expr})"
     if name in ("softmax", "log_softmax"):
@@ -247,7 +264,7 @@ def activation_code(conv: Converter, name, expr: str, layout: str, rank: int) ->
         if name == "log_softmax":
             return f"torch.log_softmax({expr}, dim={dim})"
         if conv.is_output:
-            ctx.uses.add("kc")
+            ctx.uses.update({"kc", "logits"})
             return f"kc.softmax({expr}, dim={dim})"
         return f"torch.softmax({expr}, dim={dim})"
     conv.fail(f"activation {name!r} is not supported")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ModelFileError
+from ..errors import MissingFileError, ModelFileError
 
 MAX_CONFIG_BYTES = 64 * 2**20     # a config.json of 64 MiB would describe ~100k layers: more is not a model
 MAX_WEIGHTS_BYTES = 16 * 2**30    # read into memory: refuse before trying rather than exhaust it
@@ -65,6 +65,14 @@ class KerasFile:
         variables (`""` for the layer itself, `"cell"` for an RNN, `"forward_layer/cell"`, ...).
         Legacy `.h5` files list the same arrays in `weight_names` under the layer's name.
         """
+        try:
+            return self._layer_arrays(storage_key, layer_name, slots)
+        except ModelFileError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on damaged metadata
+            raise ModelFileError(f"weights of layer '{layer_name}': corrupt weights file ({_first_line(e)})") from None
+
+    def _layer_arrays(self, storage_key: str, layer_name: str, slots: list[str]) -> list:
         if self.format == "keras":
             found = []
             for slot in slots:
@@ -170,7 +178,12 @@ def _open_keras_zip(path: str) -> KerasFile:
         h5 = h5py.File(io.BytesIO(blob), "r")
     except Exception as e:
         raise ModelFileError(f"{path}: model.weights.h5 is not a readable HDF5 file ({_first_line(e)})") from None
-    if "layers" not in h5 and "_layer_checkpoint_dependencies" not in h5:
+    try:
+        has_layers = "layers" in h5
+    except Exception as e:
+        h5.close()
+        raise ModelFileError(f"{path}: model.weights.h5 is corrupt ({_first_line(e)})") from None
+    if not has_layers:
         h5.close()
         raise ModelFileError(f"{path}: model.weights.h5 holds no 'layers' group")
     return KerasFile(path, "keras", str(meta.get("keras_version", "unknown")), config,
@@ -212,9 +225,9 @@ def open_model_file(path: str) -> KerasFile:
     import h5py
 
     if not os.path.exists(path):
-        raise ModelFileError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise ModelFileError(f"{path}: is a folder, not a Keras model file (a SavedModel folder is not supported)")
+        raise MissingFileError(f"{path}: is a folder, not a Keras model file (a SavedModel folder is not supported)")
     try:
         if zipfile.is_zipfile(path):
             return _open_keras_zip(path)

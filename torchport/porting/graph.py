@@ -66,8 +66,9 @@ def _list(v, what: str) -> list:
 
 
 def _ref(v, what: str) -> Ref:
-    _need(isinstance(v, (list, tuple)) and len(v) >= 3 and isinstance(v[0], str)
-          and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v[1:3]), f"{what} is not a tensor reference")
+    ok = isinstance(v, (list, tuple)) and len(v) >= 3 and isinstance(v[0], str)
+    _need(ok and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v[1:3]),
+          f"{what} is not a tensor reference")
     return (v[0], v[1], v[2])
 
 

@@ -336,8 +336,8 @@ class _Pool(_Spatial):
             self.ctx.uses.add("kc")
             fn = "kc.max_pool_same" if self.kind == "max" else "kc.avg_pool_same"
             note = "  # TensorFlow pads with -inf" if self.kind == "max" else "  # padded cells are not counted"
-            return [f"{outs[0]} = {self.channels_back(f'{fn}({x}, {_tuple_src(self.pool)}, {_tuple_src(self.strides)})')}"
-                    f"{note}"]
+            call = f"{fn}({x}, {_tuple_src(self.pool)}, {_tuple_src(self.strides)})"
+            return [f"{outs[0]} = {self.channels_back(call)}{note}"]
         return [f"{outs[0]} = {self.channels_back(f'self.{self.attr}({x})')}"]
 
 
@@ -457,7 +457,8 @@ class ZeroPadding1D(_Spatial):
         v = self.opt("padding", 1)
         if isinstance(v, int) and not isinstance(v, bool):
             v = (v, v)
-        if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) and 0 <= i <= 2**20 for i in v)):
+        if not (isinstance(v, (list, tuple)) and len(v) == 2
+                and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 2**20 for i in v)):
             self.bad(f"padding = {v!r}")
         self.pad = tuple(v)
 
@@ -468,7 +469,8 @@ class ZeroPadding1D(_Spatial):
     def forward(self, ins, outs):
         self.ctx.uses.add("F")
         a, b = self.pad
-        return [f"{outs[0]} = F.pad({ins[0]}, (0, 0, {a}, {b}))" if self.cl else f"{outs[0]} = F.pad({ins[0]}, ({a}, {b}))"]
+        pads = f"(0, 0, {a}, {b})" if self.cl else f"({a}, {b})"  # F.pad lists the last dimension first
+        return [f"{outs[0]} = F.pad({ins[0]}, {pads})"]
 
 
 @converter("Cropping2D")
@@ -499,6 +501,8 @@ class UpSampling2D(_Spatial):
         self.read_format()
         self.size = self.tuple_opt("size", 2, 2)
         self.mode = self.choice("interpolation", ("nearest", "bilinear"), "nearest")
+        if self.mode == "bilinear":
+            self.ctx.caveats.add("TensorFlow's bilinear resize computes in float32")
 
     def outputs(self):
         spatial = tuple(None if n is None else n * s for n, s in zip(self.spatial, self.size, strict=True))

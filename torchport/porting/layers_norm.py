@@ -49,6 +49,9 @@ class BatchNormalization(Converter):
         dim_src = "" if dim == 1 else f", dim={dim if dim < t.rank - 1 else -1}"
         return f"kc.BatchNormalization({self.features}, eps={self.eps!r}, momentum={self.momentum!r}{dim_src})"
 
+    def note(self):
+        return "Keras' moving-average update (biased variance)"
+
     def init_lines(self):
         frozen = ([] if self.scale else ["weight"]) + ([] if self.center else ["bias"])
         return [f"self.{self.attr}.{p}.requires_grad_(False)  # Keras has no {'gamma' if p == 'weight' else 'beta'}"
@@ -89,7 +92,8 @@ class LayerNormalization(Converter):
         return KERAS  # torch's LayerNorm normalises the trailing dimensions
 
     def weights(self):
-        return ([Weight("gamma", self.shape)] if self.scale else []) + ([Weight("beta", self.shape)] if self.center else [])
+        return ([Weight("gamma", self.shape)] if self.scale else []) + \
+            ([Weight("beta", self.shape)] if self.center else [])
 
     def module(self):
         shape = self.shape[0] if len(self.shape) == 1 else self.shape

@@ -131,6 +131,15 @@ class _RNNSpec:
             lines.append(f"self.{attr}.bias_hh_l0_reverse.requires_grad_(False)")
         return lines
 
+    def note(self, masked: bool) -> str | None:
+        if self.torch_exact(masked):
+            return None
+        if masked:
+            return "Keras' mask: a masked step keeps the state"
+        if self.cls == "GRU" and not self.reset_after:
+            return "reset_after=False: the reset gate before the recurrent product"
+        return "Keras' activations in Keras' step loop"
+
     def state_names(self) -> list[str]:
         return ["h", "c"] if self.cls == "LSTM" else ["h"]
 
@@ -175,6 +184,9 @@ class Recurrent(Converter):
 
     def module(self):
         return self.spec.module(self.ctx, self.n_in, self.masked, False, self.spec.zero_output_for_mask)
+
+    def note(self):
+        return self.spec.note(self.masked)
 
     def init_lines(self):
         return self.spec.init_lines(self.attr, False)
@@ -255,6 +267,9 @@ class Bidirectional(Converter):
     def weights(self):
         return self.spec.weights(self.n_in, "forward_layer/cell") + self.spec.weights(self.n_in, "backward_layer/cell")
 
+    def note(self):
+        return self.spec.note(self.masked)
+
     def module(self):
         # Keras forces zero_output_for_mask = return_sequences on both directions
         return self.spec.module(self.ctx, self.n_in, self.masked, True, self.spec.return_sequences)
@@ -281,7 +296,8 @@ class Bidirectional(Converter):
         else:  # each direction's last output: the forward one at the end, the backward one at the start
             fwd, bwd = f"{seq}[:, -1, :{u}]", f"{seq}[:, 0, {u}:]"
         if self.merge == "concat":
-            lines.append(f"{outs[0]} = {seq}" if s.return_sequences else f"{outs[0]} = torch.cat([{fwd}, {bwd}], dim=-1)")
+            merged = seq if s.return_sequences else f"torch.cat([{fwd}, {bwd}], dim=-1)"
+            lines.append(f"{outs[0]} = {merged}")
         elif self.merge == "sum":
             lines.append(f"{outs[0]} = {fwd} + {bwd}")
         elif self.merge == "ave":
