@@ -51,8 +51,10 @@ def write_keras_file(path, config: dict, seed: int = 0, arrays=None, compile_con
         arrays = {}
         for conv, expected in plan.weighted:
             slots = {}
-            for w in expected:
-                a = rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name else rng.normal(0, 0.3, w.shape)
+            for w in expected:  # glorot-like scales: a trained model's, not a saturated one's
+                fan_in = int(np.prod(w.shape[:-1])) if len(w.shape) > 1 else 1
+                a = rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name else rng.normal(0, 1, w.shape) / np.sqrt(
+                    max(fan_in, 1)) * (0.3 if len(w.shape) == 1 else 1.0)
                 slots.setdefault(w.slot, []).append(a.astype("float32"))
             arrays[conv.name] = list(slots.items())
     with open(path, "wb") as f:

@@ -191,6 +191,7 @@ def run(cfg: Cifar10Config) -> dict:
     if device.type == "cuda":
         set_tf32(cfg.tf32)
     trained = maybe_compile(model, cfg.compile, next(iter(test_loader))[0]) if cfg.compile else model
+    torch.manual_seed(seed)  # the training draws (dropout) start from the seed, as in `torchport fit`
     engine.fit(trained, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics, val_loader=test_loader,
                verbose=cfg.verbose, history=history, callbacks=callbacks, amp=cfg.amp, resume=resume)
     # Final evaluation of the model

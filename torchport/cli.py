@@ -36,6 +36,7 @@ def _number(parse, ok, expected: str):
 positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
 positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive finite number")
 unit_float = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+open_unit_float = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 any_int = _number(int, lambda v: True, "a whole number")
 
 
@@ -102,7 +103,32 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--debug", action="store_true", help="show tracebacks")
 
     par = sub.add_parser("parity", help="check torchport against the installed Keras and print the table")
+    par.add_argument("--model", default=None, help="a Keras model file to check (default: the two seed ports)")
+    par.add_argument("--data", default=None, help="with --model: an .npz for the training run (default: random "
+                     "data of the model's input shape)")
     par.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    f = sub.add_parser("fit", help="train a Keras model file as Keras' model.fit would, on torchport's engine")
+    f.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
+    f.add_argument("--data", required=True, help="an .npz with x_train, y_train [, x_test, y_test] in Keras' layout")
+    f.add_argument("--epochs", type=positive_int, default=1)
+    f.add_argument("--batch-size", type=positive_int, default=32)
+    f.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep the sample order every epoch")
+    f.add_argument("--validation-split", type=open_unit_float, default=None, metavar="F",
+                   help="validate on the last fraction F of x_train (as Keras; x_test/y_test take precedence)")
+    f.add_argument("--out", default=None, help="output folder (default: runs/fit/<file name>)")
+    f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    f.add_argument("--seed", type=any_int, default=0, help="seed for shuffling and dropout")
+    f.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    f.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here")
+    f.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
+    f.add_argument("--keep-checkpoints", type=positive_int, default=3, metavar="K", help="keep the newest K (3)")
+    f.add_argument("--optimizer", default=None, help="override the file's optimizer (SGD, Adam, AdamW, RMSprop, "
+                   "Adagrad, Adadelta, Adamax, Nadam), with Keras' defaults")
+    f.add_argument("--lr", type=positive_float, default=None, help="override the learning rate")
+    f.add_argument("--loss", default=None, help="override the loss (e.g. categorical_crossentropy, mse)")
+    f.add_argument("--metrics", nargs="+", default=None, help="override the metrics (e.g. accuracy mae)")
+    f.add_argument("--debug", action="store_true", help="show tracebacks")
 
     pt = sub.add_parser("port", help="port a Keras model file (.keras or .h5) to readable PyTorch")
     pt.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
@@ -118,9 +144,9 @@ def _validate(args) -> None:
     if args.command == "train" and args.tutorial == "mnist" and len(args.epochs) != len(args.lr):
         raise UsageError(f"--epochs has {len(args.epochs)} phases but --lr has {len(args.lr)}: "
                          "give one of each per phase")
-    if args.command == "port" and args.out is None:
+    if args.command in ("port", "fit") and args.out is None:
         stem = os.path.splitext(os.path.basename(args.model))[0] or "model"
-        args.out = os.path.join("runs", "port", stem)
+        args.out = os.path.join("runs", args.command, stem)
     if hasattr(args, "out"):
         check_writable(args.out)
     if getattr(args, "resume", False) and not args.checkpoint_dir:
@@ -154,9 +180,14 @@ def _run(args) -> int:
         return bench_main(args)
     elif args.command == "parity":
         from .parity import main as parity_main
-        return parity_main()
+        if args.data and not args.model:
+            raise UsageError("--data goes with --model: the training data for that model's run")
+        return parity_main(args.model, args.data)
     elif args.command == "port":
         return _port(args)
+    elif args.command == "fit":
+        from .keras_fit import FitConfig, run
+        run(config_from_args(FitConfig, args))
     return 0
 
 

@@ -24,6 +24,8 @@ def plan_file(path: str, dtype: str | None = None) -> Plan:
         try:
             plan = plan_model(kfile, dtype)
             load_weights(plan, kfile)
+            plan.model_config, plan.compile_config = kfile.config, kfile.compile_config
+            plan.lr_dtype = kfile.learning_rate_dtype()
         except TorchportError:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, OverflowError,

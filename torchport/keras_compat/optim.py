@@ -1,12 +1,16 @@
-"""KerasSGD: Keras' SGD update rule in torch.
+"""Keras' optimizers in torch: Keras' update formulas, in Keras' order, with Keras' dtype handling.
 
-Keras keeps a velocity v = momentum * v - lr * g and adds it (w += v; Nesterov: w += momentum * v - lr * g).
-torch.optim.SGD keeps buf = momentum * buf + g and subtracts lr * buf. The two agree only while lr is
-constant; once lr decays, only Keras' rule follows Keras' trajectory.
+One loop (`KerasOptimizer.step`) does what `keras.optimizers.Optimizer.apply` does: clip the gradients
+(clipnorm, global_clipnorm or clipvalue), decay the weights (v -= v * wd * lr), apply each optimizer's
+`update_step`, count the iteration. Each subclass's `update` is its Keras `update_step`, line for line.
 
-`decay` has two documented meanings, chosen explicitly with `legacy_decay`:
-- Keras 3 (default, what produced the CIFAR-10 seed's log): the argument is ignored, with Keras' warning.
-- Keras 2 legacy (tf_keras.optimizers.legacy.SGD): lr_t = lr / (1 + decay * t), t = updates already applied.
+dtypes (KERAS_PORT.md rows 14-15). Keras writes a hyperparameter two ways, and a float64 model sees the
+difference: `ops.cast(self.beta_1, dtype)` makes a float32 tensor first (0.9 -> 0.8999999761581421), while
+`1 - self.beta_1` or `ops.multiply(m, self.momentum)` keep the Python float exact. `_f32` marks the first
+kind. The learning rate is a variable of Keras' floatx (`lr_dtype`); a schedule computes in float32.
+
+SGD's two meanings of `decay` (chosen with `legacy_decay`): Keras 3 ignores it with a warning (what
+produced the CIFAR-10 seed's log); Keras 2's legacy SGD uses lr / (1 + decay * t), t = updates applied.
 """
 from __future__ import annotations
 
@@ -19,34 +23,116 @@ import torch
 KERAS3_DECAY_WARNING = "Argument `decay` is no longer supported and will be ignored."
 
 
+def _f32(value: float) -> float:
+    """A Python float as Keras' `ops.cast(value, dtype)` passes it on: through a float32 tensor."""
+    return float(np.float32(value))
+
+
 def _check(name: str, value: float, minimum: float = 0.0) -> float:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < minimum:
         raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
     return float(value)
 
 
-class KerasSGD(torch.optim.Optimizer):
-    def __init__(self, params, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 decay: float = 0.0, legacy_decay: bool = False, foreach: bool = True):
-        _check("learning_rate", learning_rate)
-        _check("momentum", momentum)
-        _check("decay", decay)
-        if momentum > 1:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-        if decay and not legacy_decay:
-            warnings.warn(KERAS3_DECAY_WARNING, stacklevel=2)
-            decay = 0.0
-        # Keras casts the Python float momentum through a float32 tensor (convert_to_tensor, then cast to the
-        # variable's dtype), so even a float64 model steps with momentum 0.8999999761581421, not 0.9.
-        momentum = float(np.float32(momentum))
-        defaults = dict(lr=float(learning_rate), momentum=momentum, nesterov=bool(nesterov),
-                        decay=float(decay), iterations=0, foreach=foreach)
+# ---- learning-rate schedules (Keras computes them in float32) ----------------------------------------------------
+
+def schedule_value(schedule: dict, step: int) -> float:
+    """The learning rate a Keras schedule gives at `step` (optimizer iterations so far), in float32."""
+    kind, c = schedule["class_name"], schedule["config"]
+    f = np.float32
+    t = f(step)
+    if kind == "ExponentialDecay":
+        p = t / f(c["decay_steps"])
+        if c.get("staircase"):
+            p = np.floor(p)
+        return float(f(c["initial_learning_rate"]) * np.power(f(c["decay_rate"]), p))
+    if kind == "InverseTimeDecay":
+        p = t / f(c["decay_steps"])
+        if c.get("staircase"):
+            p = np.floor(p)
+        return float(f(c["initial_learning_rate"]) / (f(1) + f(c["decay_rate"]) * p))
+    if kind == "PiecewiseConstantDecay":
+        bounds, values = c["boundaries"], c["values"]
+        for b, v in zip(bounds, values, strict=False):
+            if step <= b:
+                return float(f(v))
+        return float(f(values[-1]))
+    if kind == "CosineDecay":
+        lr0, decay_steps = f(c["initial_learning_rate"]), f(c["decay_steps"])
+        alpha, target, warm = c.get("alpha", 0.0), c.get("warmup_target"), f(c.get("warmup_steps", 0))
+
+        def decay(s, steps, start):
+            cosine = f(0.5) * (f(1.0) + np.cos(f(math.pi) * (s / steps)))
+            return float(start * (f(1 - alpha) * cosine + f(alpha)))
+
+        if target is None:
+            return decay(min(t, decay_steps), decay_steps, lr0)
+        target = f(target)
+        t = min(t, decay_steps + warm)
+        if t < warm:
+            return float((target - lr0) * (t / warm) + lr0)
+        return decay(t - warm, decay_steps, target)
+    raise ValueError(f"learning-rate schedule {kind!r} is not supported")
+
+
+SCHEDULES = ("ExponentialDecay", "InverseTimeDecay", "PiecewiseConstantDecay", "CosineDecay")
+
+
+# ---- the shared loop ------------------------------------------------------------------------------------------------
+
+class KerasOptimizer(torch.optim.Optimizer):
+    """Keras' `Optimizer.apply`: clip, decay, update, count. Subclasses define `update(p, g, state, lr, group)`.
+
+    `learning_rate` is a float or a schedule config (`{"class_name": "ExponentialDecay", "config": {...}}`);
+    `lr_dtype` is the learning-rate variable's dtype (Keras' floatx: "float32" unless the model was saved
+    under `set_floatx("float64")`). Step state lives in `state[p]` and `param_groups[i]["iterations"]`, so
+    `state_dict()` checkpoints it exactly.
+    """
+
+    def __init__(self, params, learning_rate, *, clipnorm=None, global_clipnorm=None, clipvalue=None,
+                 weight_decay=None, lr_dtype: str = "float32", **hyper):
+        clips = [c for c in (clipnorm, global_clipnorm, clipvalue) if c is not None]
+        if len(clips) > 1:
+            raise ValueError("only one of clipnorm, global_clipnorm and clipvalue can be set (as in Keras)")
+        for name, v in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm), ("clipvalue", clipvalue),
+                        ("weight_decay", weight_decay)):
+            if v is not None:
+                _check(name, v)
+        if isinstance(learning_rate, dict):
+            if learning_rate.get("class_name") not in SCHEDULES:
+                raise ValueError(f"learning-rate schedule {learning_rate.get('class_name')!r} is not supported")
+            schedule_value(learning_rate, 0)  # fails now on a malformed config, not mid-training
+        else:
+            _check("learning_rate", learning_rate)
+        defaults = dict(lr=learning_rate, iterations=0, clipnorm=clipnorm, global_clipnorm=global_clipnorm,
+                        clipvalue=clipvalue, weight_decay=weight_decay, lr_dtype=lr_dtype, **hyper)
         super().__init__(params, defaults)
 
     @staticmethod
     def current_lr(group) -> float:
-        """The learning rate the next update uses (legacy decay counts updates already applied)."""
-        return group["lr"] / (1.0 + group["decay"] * group["iterations"]) if group["decay"] else group["lr"]
+        """The learning rate of the next update, as Keras holds it (a schedule's value in float32)."""
+        lr = group["lr"]
+        if isinstance(lr, dict):
+            return schedule_value(lr, group["iterations"])
+        return _f32(lr) if group["lr_dtype"] == "float32" else float(lr)
+
+    def _clip(self, grads: list[torch.Tensor], group) -> list[torch.Tensor]:
+        if group["clipnorm"]:
+            c = group["clipnorm"]
+            out = []
+            for g in grads:
+                norm = g.square().sum().sqrt()
+                out.append(g * c / torch.clamp(norm, min=c))  # Keras: g * c / max(|g|, c)
+            return out
+        if group["global_clipnorm"]:
+            c = group["global_clipnorm"]
+            norm = torch.stack([g.square().sum() for g in grads]).sum().sqrt()
+            scale = c * torch.minimum(1.0 / norm, torch.tensor(1.0 / c, dtype=norm.dtype, device=norm.device))
+            return [g * scale for g in grads]
+        if group["clipvalue"]:
+            v = group["clipvalue"]
+            return [g.clamp(-v, v) for g in grads]
+        return grads
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -56,28 +142,68 @@ class KerasSGD(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            grads = [p.grad for p in params]
-            lr, m = self.current_lr(group), group["momentum"]
+            if params:
+                grads = self._clip([p.grad for p in params], group)
+                lr = self.current_lr(group)
+                if group["weight_decay"]:
+                    wd = _f32(group["weight_decay"])
+                    for p in params:
+                        p.sub_(p * wd * lr)
+                self.update_all(params, grads, lr, group)
             group["iterations"] += 1
-            if not params:
-                continue
-            if m == 0:
-                self._apply(group["foreach"], "add_", params, grads, alpha=-lr)
-                continue
-            vs = []
-            for p in params:
-                state = self.state[p]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                vs.append(state["velocity"])
-            self._apply(group["foreach"], "mul_", vs, m)                 # v = m * v
-            self._apply(group["foreach"], "add_", vs, grads, alpha=-lr)  # v -= lr * g
-            if group["nesterov"]:                                        # w += m * v - lr * g
-                self._apply(group["foreach"], "add_", params, vs, alpha=m)
-                self._apply(group["foreach"], "add_", params, grads, alpha=-lr)
-            else:                                                        # w += v
-                self._apply(group["foreach"], "add_", params, vs)
         return loss
+
+    def update_all(self, params, grads, lr, group):
+        for p, g in zip(params, grads, strict=True):
+            self.update(p, g, self.state[p], lr, group)
+
+    def update(self, p, g, state, lr, group):
+        raise NotImplementedError
+
+    @staticmethod
+    def slot(state, name, p, fill: float = 0.0):
+        if name not in state:
+            state[name] = torch.full_like(p, fill, memory_format=torch.preserve_format)
+        return state[name]
+
+
+class KerasSGD(KerasOptimizer):
+    """Keras keeps a velocity v = momentum * v - lr * g and adds it (Nesterov: w += momentum * v - lr * g);
+    torch.optim.SGD keeps buf = momentum * buf + g and subtracts lr * buf. The two agree only while lr is
+    constant. Keras casts the momentum through float32 (0.9 -> 0.8999999761581421, float64 models too)."""
+
+    def __init__(self, params, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 decay: float = 0.0, legacy_decay: bool = False, foreach: bool = True, **options):
+        _check("momentum", momentum)
+        _check("decay", decay)
+        if momentum > 1:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+        if decay and not legacy_decay:
+            warnings.warn(KERAS3_DECAY_WARNING, stacklevel=2)
+            decay = 0.0
+        options.setdefault("lr_dtype", "float64")  # the seed ports hold lr as a Python float (exact in both)
+        super().__init__(params, learning_rate, momentum=_f32(momentum), nesterov=bool(nesterov),
+                         decay=float(decay), foreach=foreach, **options)
+
+    @staticmethod
+    def current_lr(group) -> float:
+        """Legacy decay counts the updates already applied: the first batch uses the full lr."""
+        lr = KerasOptimizer.current_lr(group)
+        return lr / (1.0 + group["decay"] * group["iterations"]) if group["decay"] else lr
+
+    def update_all(self, params, grads, lr, group):
+        m = group["momentum"]
+        if m == 0:
+            self._apply(group["foreach"], "add_", params, grads, alpha=-lr)
+            return
+        vs = [self.slot(self.state[p], "velocity", p) for p in params]
+        self._apply(group["foreach"], "mul_", vs, m)                 # v = m * v
+        self._apply(group["foreach"], "add_", vs, grads, alpha=-lr)  # v -= lr * g
+        if group["nesterov"]:                                        # w += m * v - lr * g
+            self._apply(group["foreach"], "add_", params, vs, alpha=m)
+            self._apply(group["foreach"], "add_", params, grads, alpha=-lr)
+        else:                                                        # w += v
+            self._apply(group["foreach"], "add_", params, vs)
 
     @staticmethod
     def _apply(foreach: bool, op: str, tensors, other, **kw):
@@ -88,3 +214,146 @@ class KerasSGD(torch.optim.Optimizer):
             others = other if isinstance(other, list) else [other] * len(tensors)
             for t, o in zip(tensors, others, strict=True):
                 getattr(t, op)(o, **kw)
+
+
+class Adam(KerasOptimizer):
+    """alpha = lr * sqrt(1 - b2^t) / (1 - b1^t); m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+    w -= m * alpha / (sqrt(v) + eps). eps is outside the square root and not bias-corrected (torch: 1e-8,
+    added to sqrt(v-hat))."""
+
+    def __init__(self, params, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **options):
+        for name, v in (("beta_1", beta_1), ("beta_2", beta_2), ("epsilon", epsilon)):
+            _check(name, v)
+        super().__init__(params, learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=bool(amsgrad),
+                         **options)
+
+    def update(self, p, g, state, lr, group):
+        b1, b2 = group["beta_1"], group["beta_2"]
+        t = group["iterations"] + 1
+        alpha = lr * math.sqrt(1 - _f32(b2) ** t) / (1 - _f32(b1) ** t)
+        m, v = self.slot(state, "momentum", p), self.slot(state, "velocity", p)
+        m.add_((g - m) * (1 - b1))
+        v.add_((g.square() - v) * (1 - b2))
+        if group["amsgrad"]:
+            v_hat = self.slot(state, "velocity_hat", p)
+            torch.maximum(v_hat, v, out=v_hat)
+            v = v_hat
+        p.sub_((m * alpha) / (v.sqrt() + group["epsilon"]))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Keras' default 0.004), applied by the shared loop."""
+
+    def __init__(self, params, learning_rate=0.001, weight_decay=0.004, **options):
+        super().__init__(params, learning_rate, weight_decay=weight_decay, **options)
+
+
+class RMSprop(KerasOptimizer):
+    """v = rho v + (1 - rho) g^2; w -= lr g / sqrt(v + eps) (eps inside the root; torch adds it outside);
+    optional momentum (w -= mom = momentum * mom + increment) and centering."""
+
+    def __init__(self, params, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **options):
+        for name, v in (("rho", rho), ("momentum", momentum), ("epsilon", epsilon)):
+            _check(name, v)
+        super().__init__(params, learning_rate, rho=rho, momentum=momentum, epsilon=epsilon, centered=bool(centered),
+                         **options)
+
+    def update(self, p, g, state, lr, group):
+        rho = group["rho"]
+        velocity = self.slot(state, "velocity", p)
+        velocity.copy_(rho * velocity + (1 - rho) * g.square())
+        if group["centered"]:
+            avg = self.slot(state, "average_gradient", p)
+            avg.copy_(rho * avg + (1 - rho) * g)
+            denominator = velocity - avg.square() + group["epsilon"]
+        else:
+            denominator = velocity + group["epsilon"]
+        increment = (lr * g) / denominator.sqrt()
+        if group["momentum"] > 0:
+            mom = self.slot(state, "momentum", p)
+            mom.copy_(group["momentum"] * mom + increment)
+            p.sub_(mom)
+        else:
+            p.sub_(increment)
+
+
+class Adagrad(KerasOptimizer):
+    def __init__(self, params, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **options):
+        _check("initial_accumulator_value", initial_accumulator_value)
+        _check("epsilon", epsilon)
+        super().__init__(params, learning_rate, initial_accumulator_value=initial_accumulator_value, epsilon=epsilon,
+                         **options)
+
+    def update(self, p, g, state, lr, group):
+        # Keras' Constant initializer makes the accumulator through a float32 tensor
+        acc = self.slot(state, "accumulator", p, _f32(group["initial_accumulator_value"]))
+        acc.add_(g.square())
+        p.sub_((lr * g) / (acc + group["epsilon"]).sqrt())
+
+
+class Adadelta(KerasOptimizer):
+    def __init__(self, params, learning_rate=0.001, rho=0.95, epsilon=1e-7, **options):
+        _check("rho", rho)
+        _check("epsilon", epsilon)
+        super().__init__(params, learning_rate, rho=rho, epsilon=epsilon, **options)
+
+    def update(self, p, g, state, lr, group):
+        rho, eps = group["rho"], group["epsilon"]
+        acc_g = self.slot(state, "accumulated_grad", p)
+        acc_dv = self.slot(state, "accumulated_delta_var", p)
+        acc_g.copy_(rho * acc_g + (1 - rho) * g.square())
+        delta = -((acc_dv + eps).sqrt() * g) / (acc_g + eps).sqrt()
+        acc_dv.copy_(rho * acc_dv + (1 - rho) * delta.square())
+        p.add_(lr * delta)
+
+
+class Adamax(KerasOptimizer):
+    def __init__(self, params, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **options):
+        for name, v in (("beta_1", beta_1), ("beta_2", beta_2), ("epsilon", epsilon)):
+            _check(name, v)
+        super().__init__(params, learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **options)
+
+    def update(self, p, g, state, lr, group):
+        b1 = group["beta_1"]
+        t = group["iterations"] + 1
+        b1_power = _f32(b1) ** t
+        m, u = self.slot(state, "momentum", p), self.slot(state, "norm", p)
+        m.add_((g - m) * (1 - b1))
+        torch.maximum(group["beta_2"] * u, g.abs(), out=u)
+        p.sub_((lr * m) / ((1 - b1_power) * (u + group["epsilon"])))
+
+
+class Nadam(KerasOptimizer):
+    """Keras' Nadam: a running product of momentum schedules u_t = b1 (1 - 0.5 * 0.96^t), updated once per
+    step before the variables (with the exact b1), then per variable with float32-cast b1, b2, 0.96."""
+
+    def __init__(self, params, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **options):
+        for name, v in (("beta_1", beta_1), ("beta_2", beta_2), ("epsilon", epsilon)):
+            _check(name, v)
+        super().__init__(params, learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, u_product=1.0,
+                         **options)
+
+    def update_all(self, params, grads, lr, group):
+        t = group["iterations"] + 1
+        group["u_product"] = group["u_product"] * group["beta_1"] * (1.0 - 0.5 * 0.96 ** t)
+        if params[0].dtype == torch.float32:  # Keras' u_product is a variable of the model's dtype
+            group["u_product"] = _f32(group["u_product"])
+        super().update_all(params, grads, lr, group)
+
+    def update(self, p, g, state, lr, group):
+        t = group["iterations"] + 1
+        decay, b1, b2 = _f32(0.96), _f32(group["beta_1"]), _f32(group["beta_2"])
+        u_t = b1 * (1.0 - 0.5 * decay ** t)
+        u_t_1 = b1 * (1.0 - 0.5 * decay ** (t + 1))
+        u_product_t = group["u_product"]
+        u_product_t_1 = u_product_t * u_t_1
+        m, v = self.slot(state, "momentum", p), self.slot(state, "velocity", p)
+        m.add_((g - m) * (1 - b1))
+        v.add_((g.square() - v) * (1 - b2))
+        m_hat = (u_t_1 * m) / (1 - u_product_t_1) + ((1 - u_t) * g) / (1 - u_product_t)
+        v_hat = v / (1 - b2 ** t)
+        p.sub_((m_hat * lr) / (v_hat.sqrt() + group["epsilon"]))
+
+
+OPTIMIZERS = {"SGD": KerasSGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop, "Adagrad": Adagrad,
+              "Adadelta": Adadelta, "Adamax": Adamax, "Nadam": Nadam}

@@ -7,6 +7,8 @@ padding zeros in front (masks exercised), other inputs standard normal. Everythi
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -178,3 +180,153 @@ def port_report(path: str, plan) -> str:
     failed = [r for r in results if not r.passed]
     return "\n".join(head + ["```", format_table(results), "```", "",
                              f"{len(results) - len(failed)} passed, {len(failed)} failed", ""])
+
+
+# ---- training parity (`torchport parity --model`) -------------------------------------------------------------
+
+def _dropout_off(config) -> None:
+    """Every dropout rate in a Keras config set to 0: two frameworks cannot draw the same masks."""
+    if isinstance(config, dict):
+        if "rate" in config and isinstance(config["rate"], (int, float)):
+            config["rate"] = 0.0
+        for key in ("dropout", "recurrent_dropout"):
+            if isinstance(config.get(key), (int, float)):
+                config[key] = 0.0
+        for v in config.values():
+            _dropout_off(v)
+    elif isinstance(config, list):
+        for v in config:
+            _dropout_off(v)
+
+
+def training_reference(path: str, keras_version: str, dtype: str):
+    """The Keras model in `dtype` with dropout off, its weights the file's."""
+    model = load_reference(path, keras_version, "float32")
+    config = model.get_config()
+    _dropout_off(config)
+    if dtype == "float64":
+        _set_dtype(config, "float64", keras_version.startswith("2."))
+    twin = model.__class__.from_config(config)
+    twin.set_weights([w.astype(dtype) for w in model.get_weights()])
+    return twin
+
+
+def random_data(plan, n: int, seed: int, loss_name: str, dtype: str) -> dict:
+    """x_train of the model's input shape and labels that fit its loss, seeded (when no --data is given)."""
+    rng = np.random.default_rng(seed + 7)
+    x = make_inputs(plan, n, seed, dtype)[0]
+    out = plan.outputs[0].shape
+    classes = out[-1]
+    if loss_name == "sparse_categorical_crossentropy":
+        y = rng.integers(0, classes, (n, *out[:-1]))
+    elif loss_name == "categorical_crossentropy":
+        y = np.eye(classes, dtype=dtype)[rng.integers(0, classes, (n, *out[:-1]))]
+    elif loss_name == "binary_crossentropy":
+        y = rng.integers(0, 2, (n, *out)).astype(dtype)
+    else:
+        y = rng.standard_normal((n, *out)).astype(dtype)
+    return {"x_train": x, "y_train": y}  # x in Keras' layout, as make_inputs draws it
+
+
+def _keras_compile(keras, km, compile_config):
+    cc = copy.deepcopy(compile_config or {})  # Keras' deserialisation edits what it is given
+    opt = cc.get("optimizer", cc.get("optimizer_config"))
+    km.compile(optimizer=keras.optimizers.deserialize(opt), loss=cc.get("loss"), metrics=cc.get("metrics"))
+
+
+def check_training(plan, path: str, arrays: dict | None = None, epochs: int = 2, batch: int = 32,
+                   dtype: str = "float64", seed: int = 0) -> list[Result]:
+    """`fit` in both frameworks on the same data in the same order (shuffle off, dropout off), the model's
+    own compile settings: loss and metrics per epoch, and every final weight (BatchNorm statistics too)."""
+    from .. import engine
+    from ..keras_fit import FitConfig, setup
+    from ..port import plan_file
+
+    keras = reference_keras(path, plan.ctx.keras_version)
+    previous = keras.config.floatx() if hasattr(keras, "config") else keras.backend.floatx()
+    set_floatx = keras.config.set_floatx if hasattr(keras, "config") else keras.backend.set_floatx
+    set_floatx(dtype)  # else Keras keeps its loss and learning rate in float32
+    try:
+        km = training_reference(path, plan.ctx.keras_version, dtype)
+        ours_plan = plan if plan.dtype == dtype else plan_file(path, dtype)
+        ours_plan.lr_dtype = dtype
+        tm = ours_plan.module()
+        for m in tm.modules():
+            if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+                m.p = 0.0
+        loss_name = _loss_name(plan, arrays)
+        data = arrays if arrays is not None else random_data(plan, 8 * batch + batch // 2, seed, loss_name, dtype)
+        data = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in data.items()}
+        _keras_compile(keras, km, plan.compile_config)
+        kh = km.fit(data["x_train"], data["y_train"], batch_size=batch, epochs=epochs, shuffle=False,
+                    verbose=0).history
+        cfg = FitConfig(path, "", epochs=epochs, batch_size=batch, shuffle=False, seed=seed)
+        s = setup(ours_plan, {"x_train": data["x_train"], "y_train": data["y_train"]}, cfg, tm)
+        th = engine.fit(s.model, s.optimizer, s.compiled.loss, s.train_loader, epochs, metrics=s.compiled.metrics,
+                        verbose=0).history
+    finally:
+        set_floatx(previous)
+    tol = 1e-9 if dtype == "float64" else 1e-4
+    results = []
+    for key in kh:
+        results.append(Result(f"training {epochs} epochs {dtype}: {key}", f"max rel |{key} - keras| per epoch",
+                              worst(([th.get(key, [np.nan] * epochs)], [kh[key]]), max_rel), tol))
+    ours_w = [a for slots in ours_plan.keras_arrays(s.model.state_dict()).values() for _, arrs in slots for a in arrs]
+    theirs_w = [w for conv, _ in ours_plan.weighted for w in km.get_layer(conv.name).get_weights()]
+    results.append(Result(f"training {epochs} epochs {dtype}: weights", "max rel |w - keras|",
+                          worst((ours_w, theirs_w), max_rel), tol))
+    return results
+
+
+def _loss_name(plan, arrays) -> str:
+    from ..porting import compile as compiling
+    out_shape = (None, *plan.outputs[0].shape)
+    y_shape = arrays["y_train"].shape if arrays is not None else out_shape
+    return compiling.resolve(plan.compile_config, y_shape, out_shape).loss.name
+
+
+def check_optimizer(plan, path: str, steps: int = 1000, seed: int = 0) -> Result:
+    """The model's own optimizer (compile settings) on the same random gradients in Keras and torchport,
+    a 64-vector in float32, compared every 100th step."""
+    import tensorflow as tf
+
+    from ..porting import compile as compiling
+
+    keras = reference_keras(path, plan.ctx.keras_version)
+    cc = plan.compile_config or {}
+    kopt = keras.optimizers.deserialize(copy.deepcopy(cc.get("optimizer", cc.get("optimizer_config"))))
+    compiled = compiling.resolve(cc, (None, *plan.outputs[0].shape), (None, *plan.outputs[0].shape))
+    rng = np.random.default_rng(seed)
+    w0 = rng.normal(size=64).astype("float32")
+    grads = rng.normal(size=(steps, 64)).astype("float32")
+    var = tf.Variable(w0)
+    p = torch.tensor(w0, requires_grad=True)
+    opt = compiled.make_optimizer([p], "float32")
+    largest = 0.0
+    for t in range(steps):
+        kopt.apply_gradients([(tf.constant(grads[t]), var)])
+        p.grad = torch.from_numpy(grads[t])
+        opt.step()
+        if (t + 1) % 100 == 0:
+            largest = max(largest, max_rel(p.detach().numpy(), np.asarray(var)))
+    return Result(f"{compiled.optimizer}, {steps} steps", "max rel |w - keras| every 100th", largest, 1e-5)
+
+
+def check_structure(plan, path: str) -> list[Result]:
+    """The summary table is Keras' own text; the parameter count is Keras'."""
+    km = load_reference(path, plan.ctx.keras_version)
+    lines = []
+    if not plan.ctx.keras2:
+        km.summary(print_fn=lambda s, **kw: lines.append(s))
+    same = plan.summary.strip() == "\n".join(lines).strip() if lines else True
+    return [Result("structure: summary text", "differs from Keras' model.summary()", 0.0 if same else 1.0, 0.0),
+            Result("structure: parameters", "|count - Keras' count|", abs(plan.param_count() - km.count_params()),
+                   0.0)]
+
+
+def model_checks(plan, path: str, arrays: dict | None = None) -> list[Result]:
+    results = check_structure(plan, path) + port_checks(plan, path)
+    if plan.compile_config and len(plan.inputs) == 1 and len(plan.outputs) == 1:
+        results.append(check_optimizer(plan, path))
+        results += check_training(plan, path, arrays)
+    return results

@@ -333,8 +333,9 @@ def run_all(keras) -> list[Result]:
     return results
 
 
-def main() -> int:
-    """`torchport parity`: run every check, print the table and the versions; non-zero on any failure."""
+def main(model: str | None = None, data: str | None = None) -> int:
+    """`torchport parity [--model FILE [--data NPZ]]`: run the checks, print the table and the versions;
+    non-zero on any failure. Without --model: the two seed ports."""
     import importlib.util
 
     from ..errors import UsageError
@@ -344,7 +345,14 @@ def main() -> int:
     from ..keras_env import import_keras
     keras = import_keras()
     import tensorflow as tf
-    results = run_all(keras)
+    if model is None:
+        results = run_all(keras)
+    else:
+        from ..keras_fit import load_npz
+        from ..port import plan_file
+        from . import model as model_parity
+        plan = plan_file(model)
+        results = model_parity.model_checks(plan, model, load_npz(data) if data else None)
     print(f"torchport parity: Keras {keras.__version__}, TensorFlow {tf.__version__}, torch {torch.__version__}")
     print(format_table(results))
     failed = [r for r in results if not r.passed]

@@ -42,6 +42,9 @@ class Plan:
     state: dict = field(default_factory=dict)            # the state dict, numpy arrays
     source: str = ""
     summary: str = ""
+    model_config: dict = field(default_factory=dict)     # the file's model config, as stored
+    compile_config: dict | None = None                   # its compile settings, as stored
+    lr_dtype: str | None = None                          # the saved optimizer's learning-rate variable dtype
 
     @property
     def dtype(self) -> str:

@@ -57,6 +57,20 @@ class KerasFile:
     def __exit__(self, *exc):
         self.close()
 
+    def learning_rate_dtype(self) -> str | None:
+        """The dtype of the saved optimizer's learning-rate variable (Keras' floatx when it was saved)."""
+        try:
+            if self.format == "keras":
+                ds = self.h5.get("optimizer/vars/1")
+            else:
+                group = self.h5.get("optimizer_weights")
+                names = [_text(n) for n in np.atleast_1d(group.attrs.get("weight_names", []))] if group else []
+                name = next((n for n in names if "learning_rate" in n), None)
+                ds = group.get(name) if name else None
+            return str(ds.dtype) if ds is not None and ds.dtype.kind == "f" else None
+        except Exception:
+            return None
+
     # -- weights -------------------------------------------------------------------------------------------
     def layer_arrays(self, storage_key: str, layer_name: str, slots: list[str]) -> list:
         """The h5py datasets of one layer, in Keras' variable order (shapes are known before reading).

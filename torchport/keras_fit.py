@@ -1,0 +1,257 @@
+"""`torchport fit MODEL.keras --data DATA.npz`: a ported Keras model trained as Keras' `model.fit` trains it.
+
+The module `torchport port` generates, the optimizer, loss and metrics of the file's compile settings
+(`porting.compile`), Keras' `fit` defaults (1 epoch, batch 32, shuffled every epoch, the last partial batch
+kept, `validation_split` taken from the end before shuffling) and the one engine every port trains on.
+Writes what a Keras user takes back: history.json, model.weights.h5 and model.keras (Keras opens both),
+weights.pt, and a plot per metric.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import DataError, MissingFileError, UnsupportedError
+
+
+@dataclass
+class FitConfig:
+    """`torchport fit`'s settings. Fields with `compare=False` may differ between a run and its resume."""
+
+    model: str
+    data: str
+    epochs: int = 1
+    batch_size: int = 32
+    shuffle: bool = True
+    validation_split: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    optimizer: str | None = None
+    lr: float | None = None
+    loss: str | None = None
+    metrics: list[str] | None = None
+    out: str = field(default="runs/fit", compare=False)
+    verbose: int = field(default=2, compare=False)
+    checkpoint_dir: str | None = field(default=None, compare=False)
+    resume: bool = field(default=False, compare=False)
+    keep_checkpoints: int = field(default=3, compare=False)
+    resume_hint: str = field(default="the same command with --resume", compare=False)
+
+
+# ---- data -----------------------------------------------------------------------------------------------------
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    """x_train, y_train and optionally x_test, y_test from an .npz (no pickled objects), checked."""
+    import zipfile
+
+    if not os.path.isfile(path):
+        raise MissingFileError(f"--data {path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise DataError(f"{path}: holds pickled Python objects; refused (save plain numeric arrays)") from None
+        raise DataError(f"{path}: not a readable .npz ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable .npz ({e})") from None
+    for key in ("x_train", "y_train"):
+        if key not in arrays:
+            raise DataError(f"{path}: no {key} (it holds {', '.join(sorted(arrays)) or 'nothing'}); "
+                            "an .npz for fit holds x_train, y_train and optionally x_test, y_test")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path}: x_test and y_test come together (it has only one of them)")
+    for key, a in arrays.items():
+        if key not in ("x_train", "y_train", "x_test", "y_test"):
+            continue
+        if a.dtype.kind not in "fiub" or a.ndim == 0:
+            raise DataError(f"{path}: {key} holds {a.dtype} {a.shape}, not an array of numbers")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))
+            raise DataError(f"{path}: {key} holds NaN or infinite values (first in sample {bad[0]})")
+    for split in ("train", "test"):
+        if f"x_{split}" in arrays and len(arrays[f"x_{split}"]) != len(arrays[f"y_{split}"]):
+            raise DataError(f"{path}: x_{split} has {len(arrays[f'x_{split}'])} samples but y_{split} has "
+                            f"{len(arrays[f'y_{split}'])}")
+    return arrays
+
+
+def check_fits_model(arrays: dict, plan, loss) -> None:
+    """Inputs of the model's input shape; labels that fit the loss (range, width, shape)."""
+    t, out = plan.inputs[0], plan.outputs[0]
+    for split in ("train", "test"):
+        if f"x_{split}" not in arrays:
+            continue
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        want = t.shape
+        if x.ndim != len(want) + 1 or any(w is not None and w != d for w, d in zip(want, x.shape[1:], strict=True)):
+            shape = "(N, " + ", ".join("?" if d is None else str(d) for d in want) + ")"
+            raise DataError(f"x_{split}: shape {x.shape} does not fit the model's input {shape} (Keras' layout; "
+                            "images channels-last)")
+        classes = out.shape[-1]
+        if loss.name == "sparse_categorical_crossentropy":
+            labels = y.reshape(len(y), -1) if y.ndim > 1 and y.shape[-1] == 1 else y
+            if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+                raise DataError(f"y_{split}: sparse_categorical_crossentropy needs integer class ids")
+            if labels.size and (labels.min() < 0 or labels.max() >= classes):
+                bad = labels.min() if labels.min() < 0 else labels.max()
+                raise DataError(f"y_{split}: label {bad:g} outside 0-{classes - 1} for sparse_categorical_crossentropy "
+                                f"over {classes} classes")
+        elif loss.name == "categorical_crossentropy":
+            if y.shape[1:] != tuple(d for d in out.shape):
+                what = f"one-hot of width {y.shape[-1]}" if y.ndim == 2 else f"shape {y.shape}"
+                raise DataError(f"y_{split}: {what}, but the model outputs {classes} classes "
+                                "(categorical_crossentropy wants one-hot rows; integer ids need "
+                                "sparse_categorical_crossentropy)")
+        else:
+            shape = y.shape[1:] if not (y.ndim == 1 and out.shape == (1,)) else (1,)
+            if tuple(shape) != tuple(d for d in out.shape):
+                raise DataError(f"y_{split}: shape {y.shape} does not fit the model's output (N, "
+                                f"{', '.join(map(str, out.shape))}) for {loss.name}")
+
+
+def _tensors(x: np.ndarray, y: np.ndarray, plan, loss, device):
+    from .porting.convert import NCHW
+
+    if plan.inputs[0].layout == NCHW:  # Keras' NHWC images -> torch's NCHW, in their stored dtype
+        x = x.transpose(0, 3, 1, 2)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    if loss.name == "sparse_categorical_crossentropy":
+        yt = torch.from_numpy(np.asarray(y).reshape(len(y), *y.shape[1:]).astype(np.int64))
+    else:
+        yt = torch.from_numpy(np.ascontiguousarray(y))
+    return xt, yt.to(device)
+
+
+def make_loaders(arrays, plan, loss, cfg: FitConfig, device):
+    from .device import TensorLoader
+    from .porting.convert import NCHW
+
+    dtype = torch.float64 if plan.dtype == "float64" else torch.float32
+    images = plan.inputs[0].layout == NCHW
+    sparse = loss.name == "sparse_categorical_crossentropy"
+    int_input = plan.inputs[0].dtype.startswith(("int", "uint"))
+
+    def transform(x, y):  # per batch, on the device: Keras casts inputs to the input's dtype
+        if not int_input:
+            x = x.to(dtype)
+            if images:
+                x = x.contiguous(memory_format=torch.channels_last)
+        return x, (y if sparse else y.to(dtype))
+
+    x, y = arrays["x_train"], arrays["y_train"]
+    val = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None
+    if val is None and cfg.validation_split:
+        split_at = int(np.floor(len(x) * (1.0 - cfg.validation_split)))  # Keras: the last fraction, unshuffled
+        if split_at in (0, len(x)):
+            raise DataError(f"--validation-split {cfg.validation_split} leaves no samples to train or validate "
+                            f"on ({len(x)} in x_train)")
+        val, x, y = (x[split_at:], y[split_at:]), x[:split_at], y[:split_at]
+    train = TensorLoader(*_tensors(x, y, plan, loss, device), cfg.batch_size, shuffle=cfg.shuffle,
+                         transform=transform, seed=cfg.seed)
+    val_loader = None if val is None else TensorLoader(*_tensors(*val, plan, loss, device), cfg.batch_size,
+                                                       transform=transform)
+    return train, val_loader
+
+
+# ---- the run ----------------------------------------------------------------------------------------------------
+
+def compile_config_of(compiled) -> dict:
+    """A Keras 3 compile_config for what was trained (saved in model.keras when the flags changed it)."""
+    options = dict(compiled.options)
+    lr = options.pop("learning_rate", None)
+    if isinstance(lr, dict):
+        lr = {"module": "keras.optimizers.schedules", **lr, "registered_name": None}
+    config = {"name": compiled.optimizer.lower(), **({} if lr is None else {"learning_rate": lr}),
+              **{k: v for k, v in options.items() if k not in ("decay", "legacy_decay")}}
+    return {"optimizer": {"module": "keras.optimizers", "class_name": compiled.optimizer, "config": config,
+                          "registered_name": None},
+            "loss": compiled.loss.name, "loss_weights": None, "metrics": list(compiled.metrics) or None,
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+
+
+@dataclass
+class Setup:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    compiled: object
+    train_loader: object
+    val_loader: object
+
+
+def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = None) -> Setup:
+    """Everything `fit` trains with, checked: the compile settings, the data against the model and loss,
+    the loaders, the module (in train mode, on the device) and its optimizer."""
+    from .porting import compile as compiling
+
+    if len(plan.inputs) != 1 or len(plan.outputs) != 1:
+        raise UnsupportedError(f"{cfg.model}: fit trains models with one input and one output (this one has "
+                               f"{len(plan.inputs)} and {len(plan.outputs)})")
+    if plan.outputs[0].mask is not None:
+        raise UnsupportedError(f"{cfg.model}: the output carries a mask (Keras would mask the loss); not supported")
+    out_shape = (None, *plan.outputs[0].shape)
+    compiled = compiling.resolve(plan.compile_config, arrays["y_train"].shape, out_shape, cfg.optimizer, cfg.lr,
+                                 cfg.loss, cfg.metrics)
+    check_fits_model(arrays, plan, compiled.loss)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    train_loader, val_loader = make_loaders(arrays, plan, compiled.loss, cfg, device)
+    model = (model if model is not None else plan.module()).train()
+    model = model.to(device, memory_format=torch.channels_last) if plan.inputs[0].rank == 4 else model.to(device)
+    lr_dtype = plan.lr_dtype or ("float64" if plan.dtype == "float64" else "float32")
+    return Setup(model, compiled.make_optimizer(model.parameters(), lr_dtype), compiled, train_loader, val_loader)
+
+
+def run(cfg: FitConfig) -> dict:
+    from . import engine
+    from .checkpoint import Checkpointer, resume_run, run_identity
+    from .outputs import OutputSet, save_torch, write_atomic, write_json, write_plot
+    from .port import plan_file
+    from .porting.writer import keras_archive_bytes, weights_h5_bytes
+
+    plan = plan_file(cfg.model)
+    s = setup(plan, load_npz(cfg.data), cfg)
+    model, optimizer, compiled, train_loader, val_loader = (s.model, s.optimizer, s.compiled, s.train_loader,
+                                                            s.val_loader)
+    if cfg.verbose:
+        print(f"Training {plan.title} ({plan.cls}, {plan.param_count():,} parameters) on {len(train_loader.x):,} "
+              f"samples" + (f", validating on {len(val_loader.x):,}" if val_loader else "")
+              + f": {compiled.describe()}")
+
+    history, callbacks = engine.History(), []
+    config = {**run_identity(cfg), "n_train": len(train_loader.x)}
+    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer)
+    if state is not None:
+        history.load_state_dict(state["history"])
+    if cfg.checkpoint_dir:
+        callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
+                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint))
+    torch.manual_seed(cfg.seed)  # the training draws (dropout) start from the seed
+    engine.fit(model, optimizer, compiled.loss, train_loader, cfg.epochs, metrics=compiled.metrics,
+               val_loader=val_loader, verbose=cfg.verbose, history=history, callbacks=callbacks, resume=resume)
+
+    h = history.history
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    keras_arrays = plan.keras_arrays(state_dict)
+    changed = any(v is not None for v in (cfg.optimizer, cfg.lr, cfg.loss, cfg.metrics))
+    compile_config = compile_config_of(compiled) if changed or plan.compile_config is None else plan.compile_config
+    keras3 = not plan.ctx.keras2
+    with OutputSet(cfg.out) as out:
+        write_json(out.path("history.json"), h)
+        save_torch(out.path("weights.pt"), state_dict)
+        blob = weights_h5_bytes(plan.model_config, keras_arrays)
+        write_atomic(out.path("model.weights.h5"), lambda f: f.write(blob))
+        if keras3:  # a tf.keras 2 config is not what Keras 3's load_model reads
+            archive = keras_archive_bytes(plan.model_config, keras_arrays, compile_config if keras3 else None)
+            write_atomic(out.path("model.keras"), lambda f: f.write(archive))
+        for name in [k for k in h if not k.startswith("val_")]:
+            series = {name: h[name], **({f"val_{name}": h[f"val_{name}"]} if f"val_{name}" in h else {})}
+            write_plot(out.path(f"{name}.png"), series, name, f"{name} vs. epochs")
+    if cfg.verbose:
+        print(f"Wrote {cfg.out}: history.json, model.weights.h5{', model.keras' if keras3 else ''}, weights.pt, "
+              f"{', '.join(f'{k}.png' for k in h if not k.startswith('val_'))}")
+    return {"history": h, "model": model, "plan": plan}
