@@ -213,8 +213,11 @@ def test_float64_training_equals_keras(keras, tmp_path, kind):
 
 
 def test_float32_training_on_smooth_inputs_stays_within_1e_4(keras, tmp_path):
-    path = _saved(keras, tmp_path, "smooth", lambda L: [L.Dense(16, activation="tanh"), L.Dense(3, activation="softmax")],
-                  (6,), lambda: keras.optimizers.Adam(0.01), "categorical_crossentropy", dtype="float32")
+    def layers(L):
+        return [L.Dense(16, activation="tanh"), L.Dense(3, activation="softmax")]
+
+    path = _saved(keras, tmp_path, "smooth", layers, (6,), lambda: keras.optimizers.Adam(0.01),
+                  "categorical_crossentropy", dtype="float32")
     assert_all(pm.check_training(plan_file(path), path, dtype="float32"))
 
 
