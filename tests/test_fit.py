@@ -1,0 +1,222 @@
+"""`torchport fit` without TensorFlow: one engine behind two doors (the seed CNN's .keras trained with
+`fit` gives `train cifar10`'s History), Keras' fit semantics, outputs, bad input, checkpoints."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_keras_file
+
+from torchport.cli import main
+
+DATA = Path(__file__).parent / "data"
+SEED_CONFIG = json.loads((DATA / "seed_cnn_config.json").read_text())
+
+
+def seed_cnn_file(path, seed: int = 7) -> str:
+    """The seed CNN as a .keras file holding exactly the weights `train cifar10 --seed 7` starts from."""
+    from torchport.cifar10 import SimpleCNN
+    from torchport.keras_io import to_keras_layout, weighted_layers
+
+    torch.manual_seed(seed)
+    model = SimpleCNN()
+    arrays = {name: [("", to_keras_layout(layer))] for name, layer in weighted_layers(model)}
+    config = {k: v for k, v in SEED_CONFIG.items() if k != "compile_config"}
+    return write_keras_file(path, config, arrays=arrays, compile_config=SEED_CONFIG["compile_config"])
+
+
+def sample_npz(path) -> str:
+    """The bundled CIFAR-10 sample as a Keras user holds it: x / 255 float32 NHWC, one-hot labels."""
+    from torchport.cifar10 import load_data
+    (x, y), (xt, yt) = load_data(None, log=lambda *a, **k: None)
+    np.savez(path, x_train=x.astype("float32") / 255.0, y_train=np.eye(10, dtype="float32")[y.ravel()],
+             x_test=xt.astype("float32") / 255.0, y_test=np.eye(10, dtype="float32")[yt.ravel()])
+    return str(path)
+
+
+def test_one_engine_two_doors_seed_cnn_fit_equals_train_cifar10(tmp_path, capsys):
+    model, data = seed_cnn_file(tmp_path / "seed.keras"), sample_npz(tmp_path / "cifar.npz")
+    assert main(["train", "cifar10", "--epochs", "2", "--seed", "7", "--device", "cpu", "--verbose", "0",
+                 "--out", str(tmp_path / "train")]) == 0
+    assert main(["fit", model, "--data", data, "--epochs", "2", "--seed", "7", "--device", "cpu", "--verbose", "0",
+                 "--out", str(tmp_path / "fit")]) == 0
+    trained = json.loads((tmp_path / "train" / "history.json").read_text())
+    fitted = json.loads((tmp_path / "fit" / "history.json").read_text())
+    assert fitted == trained  # every float of every epoch
+    a = torch.load(tmp_path / "train" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "fit" / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def tiny_model(tmp_path, compile_config=None, units=3, shape=(4,), name="m.keras"):
+    policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
+    config = {"module": "keras", "class_name": "Sequential", "config": {"name": "tiny", "layers": [
+        {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, *shape],
+                                                                          "dtype": "float32", "name": "x"}},
+        {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "units": units,
+                                                                     "activation": "softmax", "dtype": policy}}]}}
+    return write_keras_file(tmp_path / name, config, compile_config=compile_config)
+
+
+def compile_config(optimizer="Adam", loss="sparse_categorical_crossentropy", metrics=("accuracy",), **opt):
+    return {"optimizer": {"module": "keras.optimizers", "class_name": optimizer,
+                          "config": {"learning_rate": 0.01, **opt}, "registered_name": None},
+            "loss": loss, "metrics": list(metrics)}
+
+
+def tiny_data(tmp_path, n=50, name="d.npz", **override):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.normal(size=(n, 4)).astype("float32"), "y_train": rng.integers(0, 3, n),
+              "x_test": rng.normal(size=(10, 4)).astype("float32"), "y_test": rng.integers(0, 3, 10)}
+    arrays.update(override)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(tmp_path / name, **arrays)
+    return str(tmp_path / name)
+
+
+def test_fit_writes_keras_history_weights_for_keras_and_plots(tmp_path, capsys):
+    model, data = tiny_model(tmp_path, compile_config()), tiny_data(tmp_path)
+    out = tmp_path / "out"
+    assert main(["fit", model, "--data", data, "--epochs", "3", "--out", str(out), "--device", "cpu"]) == 0
+    stdout = capsys.readouterr().out
+    assert "Epoch 3/3" in stdout and "2/2 - " in stdout  # 50 samples at batch 32: 2 steps, the last of 18
+    h = json.loads((out / "history.json").read_text())
+    assert set(h) == {"loss", "accuracy", "val_loss", "val_accuracy"} and all(len(v) == 3 for v in h.values())
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "history.json", "loss.png", "model.keras",
+                                                      "model.weights.h5", "weights.pt"]
+    with zipfile.ZipFile(out / "model.keras") as z:
+        assert json.loads(z.read("config.json"))["compile_config"]["optimizer"]["class_name"] == "Adam"
+
+
+def test_validation_split_takes_the_last_fraction_like_keras(tmp_path):
+    from torchport.keras_fit import FitConfig, run
+    model = tiny_model(tmp_path, compile_config(metrics=()))
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(40, 4)).astype("float32"), rng.integers(0, 3, 40)
+    data = tiny_data(tmp_path, x_train=x, y_train=y, x_test=None, y_test=None)
+    r = run(FitConfig(model, data, epochs=1, validation_split=0.25, verbose=0, out=str(tmp_path / "o")))
+    assert r["plan"] is not None
+    from torchport import engine
+    from torchport.keras_compat.losses import KerasLoss
+    from torchport.device import TensorLoader
+    last = TensorLoader(torch.from_numpy(x[30:]), torch.from_numpy(y[30:]), 32)
+    want = engine.evaluate(r["model"], last, KerasLoss("sparse_categorical_crossentropy"))["loss"]
+    assert r["history"]["val_loss"][0] == pytest.approx(want, rel=1e-6)
+
+
+# ---- bad input: one line, non-zero exit, nothing half-written --------------------------------------------------
+
+def refused(capsys, tmp_path, argv, code, message):
+    out = tmp_path / "out"
+    got = main([*map(str, argv), "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert got == code and len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"x_train": None}, "no x_train (it holds"),
+    ({"x_train": np.zeros((50, 5), "float32")}, "x_train: shape (50, 5) does not fit the model's input (N, 4)"),
+    ({"y_train": np.full(50, 3)}, "y_train: label 3 outside 0-2 for sparse_categorical_crossentropy over 3 classes"),
+    ({"y_test": np.full(10, -1)}, "y_test: label -1 outside 0-2"),
+    ({"x_train": np.full((50, 4), np.nan, "float32")}, "x_train holds NaN or infinite values (first in sample 0)"),
+    ({"y_test": None}, "x_test and y_test come together"),
+    ({"y_train": np.zeros(49, "int64")}, "x_train has 50 samples but y_train has 49"),
+])
+def test_bad_data(tmp_path, capsys, override, message):
+    refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, compile_config()), "--data",
+                               tiny_data(tmp_path, **override)], 1, message)
+
+
+def test_one_hot_of_the_wrong_width(tmp_path, capsys):
+    model = tiny_model(tmp_path, compile_config(loss="categorical_crossentropy"))
+    data = tiny_data(tmp_path, y_train=np.eye(5, dtype="float32")[np.zeros(50, int)], y_test=None, x_test=None)
+    refused(capsys, tmp_path, ["fit", model, "--data", data], 1, "y_train: one-hot of width 5, but the model outputs 3")
+
+
+def test_pickled_npz_is_refused(tmp_path, capsys):
+    np.savez(tmp_path / "p.npz", x_train=np.array([{"a": 1}], dtype=object), y_train=np.zeros(1))
+    refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, compile_config()), "--data", tmp_path / "p.npz"], 1,
+            "holds pickled Python objects; refused")
+
+
+@pytest.mark.parametrize("cc, message", [
+    (compile_config("Lion"), "optimizer 'Lion' (supported: SGD, Adam"),
+    (compile_config(loss="poisson"), "loss 'poisson' in the file's compile config is not supported; override it "
+                                      "with --loss"),
+    (compile_config(metrics=("auc",)), "metric 'auc' in the file's compile config is not supported; override it with "
+                                        "--metrics"),
+    (compile_config(learning_rate={"class_name": "CosineDecayRestarts", "config": {}}),
+     "learning-rate schedule 'CosineDecayRestarts'"),
+    (compile_config(use_ema=True), "with use_ema=True"),
+])
+def test_unsupported_compile_settings_name_it_and_the_flag(tmp_path, capsys, cc, message):
+    refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, cc), "--data", tiny_data(tmp_path)], 1, message)
+
+
+def test_flags_override_and_a_file_saved_without_compile_needs_them(tmp_path, capsys):
+    model, data = tiny_model(tmp_path, None), tiny_data(tmp_path)
+    refused(capsys, tmp_path, ["fit", model, "--data", data], 2, "saved without compile(): pass --optimizer and --loss")
+    out = tmp_path / "ok"
+    assert main(["fit", model, "--data", data, "--optimizer", "rmsprop", "--lr", "0.01", "--loss",
+                 "sparse_categorical_crossentropy", "--metrics", "accuracy", "--out", str(out), "--verbose", "0"]) == 0
+    with zipfile.ZipFile(out / "model.keras") as z:
+        cc = json.loads(z.read("config.json"))["compile_config"]
+    assert cc["optimizer"]["class_name"] == "RMSprop" and cc["optimizer"]["config"]["learning_rate"] == 0.01
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--validation-split", "0"], "argument --validation-split: expected a number in (0, 1)"),
+    (["--validation-split", "1.5"], "argument --validation-split: expected a number in (0, 1)"),
+    (["--optimizer", "adamw2"], "--optimizer adamw2: not one of SGD, Adam"),
+    (["--epochs", "0"], "argument --epochs: expected a whole number >= 1"),
+])
+def test_bad_flags(tmp_path, capsys, argv, message):
+    refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, compile_config()), "--data", tiny_data(tmp_path), *argv],
+            2, message)
+
+
+def test_missing_data_file_is_a_usage_error(tmp_path, capsys):
+    refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, compile_config()), "--data", tmp_path / "none.npz"], 2,
+            "no such file")
+
+
+# ---- checkpoints: the engine's, bit-exact -------------------------------------------------------------------
+
+def test_sigterm_mid_run_then_resume_is_bit_identical(tmp_path):
+    model = tiny_model(tmp_path, compile_config(), shape=(64,), units=10)
+    rng = np.random.default_rng(0)
+    data = tiny_data(tmp_path, n=20000, x_train=rng.normal(size=(20000, 64)).astype("float32"),
+                     y_train=rng.integers(0, 10, 20000), x_test=None, y_test=None)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+
+    def cli(out, *extra):
+        return [sys.executable, "-m", "torchport", "fit", model, "--data", data, "--epochs", "3", "--device", "cpu",
+                "--verbose", "0", "--out", str(out), *extra]
+
+    subprocess.run(cli(tmp_path / "ref"), env=env, check=True, capture_output=True)
+    ck = tmp_path / "ck"
+    p = subprocess.Popen(cli(tmp_path / "run", "--checkpoint-dir", ck), env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ck.is_dir() and any(ck.iterdir())):
+        time.sleep(0.02)
+    time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and "checkpoint written to" in err, err  # stopped mid-run, not finished
+    assert any("-step-" in f.name for f in ck.iterdir())
+    subprocess.run(cli(tmp_path / "run", "--checkpoint-dir", ck, "--resume"), env=env, check=True,
+                   capture_output=True)
+    assert (tmp_path / "run" / "history.json").read_text() == (tmp_path / "ref" / "history.json").read_text()
+    a = torch.load(tmp_path / "ref" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
