@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,20 +15,12 @@ from conftest import write_keras_file
 
 from torchport.cli import main
 
-DATA = Path(__file__).parent / "data"
-SEED_CONFIG = json.loads((DATA / "seed_cnn_config.json").read_text())
 
 
 def seed_cnn_file(path, seed: int = 7) -> str:
     """The seed CNN as a .keras file holding exactly the weights `train cifar10 --seed 7` starts from."""
-    from torchport.cifar10 import SimpleCNN
-    from torchport.keras_io import to_keras_layout, weighted_layers
-
-    torch.manual_seed(seed)
-    model = SimpleCNN()
-    arrays = {name: [("", to_keras_layout(layer))] for name, layer in weighted_layers(model)}
-    config = {k: v for k, v in SEED_CONFIG.items() if k != "compile_config"}
-    return write_keras_file(path, config, arrays=arrays, compile_config=SEED_CONFIG["compile_config"])
+    from torchport.originals.seed_cnn import write_keras_file as write_seed
+    return write_seed(str(path), seed)
 
 
 def sample_npz(path) -> str:

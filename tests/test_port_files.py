@@ -20,8 +20,9 @@ from torchport.cli import main
 from torchport.errors import ModelFileError, TorchportError, UnsupportedError
 from torchport.port import load_keras, plan_file
 
+from torchport.originals.seed_cnn import CONFIG as SEED_CONFIG
+
 DATA = Path(__file__).parent / "data"
-SEED_CONFIG = json.loads((DATA / "seed_cnn_config.json").read_text())
 
 
 def dense_config(units=(3, 2), shape=(4,), activation="relu", dtype="float32", name="tiny"):
