@@ -192,6 +192,11 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
                                f"{len(plan.inputs)} and {len(plan.outputs)})")
     if plan.outputs[0].mask is not None:
         raise UnsupportedError(f"{cfg.model}: the output carries a mask (Keras would mask the loss); not supported")
+    for layer in plan.graph.layers:  # what would make Keras' training differ from the forward pass alone
+        for key, value in layer.config.items():
+            if (key.endswith("_regularizer") or key.endswith("_constraint")) and value not in (None, {}):
+                raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): {key} is not trained by "
+                                       "torchport fit (Keras adds it to the loss or the update)")
     out_shape = (None, *plan.outputs[0].shape)
     compiled = compiling.resolve(plan.compile_config, arrays["y_train"].shape, out_shape, cfg.optimizer, cfg.lr,
                                  cfg.loss, cfg.metrics)
