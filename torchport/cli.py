@@ -217,6 +217,7 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    previous_showwarning = warnings.showwarning  # called from a notebook, the process goes on after us
     warnings.showwarning = _one_line_warnings
     try:
         args = build_parser().parse_args(argv)
@@ -230,6 +231,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("torchport: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous_showwarning
 
 
 if __name__ == "__main__":
