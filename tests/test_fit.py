@@ -46,13 +46,16 @@ def test_one_engine_two_doors_seed_cnn_fit_equals_train_cifar10(tmp_path, capsys
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def tiny_model(tmp_path, compile_config=None, units=3, shape=(4,), name="m.keras"):
+def tiny_model(tmp_path, compile_config=None, units=3, shape=(4,), name="m.keras", dropout=None):
     policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
-    config = {"module": "keras", "class_name": "Sequential", "config": {"name": "tiny", "layers": [
-        {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, *shape],
-                                                                          "dtype": "float32", "name": "x"}},
-        {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "units": units,
-                                                                     "activation": "softmax", "dtype": policy}}]}}
+    layers = [{"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, *shape],
+                                                                                "dtype": "float32", "name": "x"}}]
+    if dropout:  # the training then draws from the RNG: a resume must restore it
+        layers.append({"module": "keras.layers", "class_name": "Dropout",
+                       "config": {"name": "dropout", "rate": dropout, "dtype": policy}})
+    layers.append({"module": "keras.layers", "class_name": "Dense", "config": {
+        "name": "dense", "units": units, "activation": "softmax", "dtype": policy}})
+    config = {"module": "keras", "class_name": "Sequential", "config": {"name": "tiny", "layers": layers}}
     return write_keras_file(tmp_path / name, config, compile_config=compile_config)
 
 
@@ -183,7 +186,7 @@ def test_missing_data_file_is_a_usage_error(tmp_path, capsys):
 # ---- checkpoints: the engine's, bit-exact -------------------------------------------------------------------
 
 def test_sigterm_mid_run_then_resume_is_bit_identical(tmp_path):
-    model = tiny_model(tmp_path, compile_config(), shape=(64,), units=10)
+    model = tiny_model(tmp_path, compile_config(), shape=(64,), units=10, dropout=0.3)
     rng = np.random.default_rng(0)
     data = tiny_data(tmp_path, n=20000, x_train=rng.normal(size=(20000, 64)).astype("float32"),
                      y_train=rng.integers(0, 10, 20000), x_test=None, y_test=None)

@@ -90,9 +90,12 @@ class Checkpointer(Callback):
     """
 
     def __init__(self, directory: str, config: dict, loader, keep: int = 3, epoch_offset: int = 0,
-                 extra=lambda: {}, resume_hint: str = "the same command with --resume"):
+                 extra=lambda: {}, resume_hint: str = "the same command with --resume", group=None):
+        from .distributed import SINGLE
+
         self.directory, self.config, self.loader, self.keep = directory, config, loader, keep
         self.epoch_offset, self.extra, self.resume_hint = epoch_offset, extra, resume_hint
+        self.group = group or SINGLE  # under torchrun rank 0 writes; every rank stops at the same step
         self.signum = None
         self.epoch = 0
         self.epoch_start_loader = None
@@ -115,27 +118,41 @@ class Checkpointer(Callback):
         self.epoch_start_loader = _loader_state(self.loader)  # before the epoch draws its permutation
 
     def on_train_batch_end(self, step, aggregator):
-        if self.signum is None:
+        if self.group.active:
+            from .distributed import any_rank
+            if not any_rank(self.signum is not None):
+                return
+            self.signum = self.signum or signal.SIGTERM
+        elif self.signum is None:
             return
         point = ResumePoint(self.epoch_offset + self.epoch, step + 1, aggregator.state_dict(),
-                            self.epoch_start_loader)
+                            self.epoch_start_loader, self._scaler_state())
         raise Interrupted(self.signum, self.save(point), self.resume_hint)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.save(ResumePoint(self.epoch_offset + epoch + 1, loader=_loader_state(self.loader)))
+        self.save(ResumePoint(self.epoch_offset + epoch + 1, loader=_loader_state(self.loader),
+                              scaler=self._scaler_state()))
+
+    def _scaler_state(self) -> dict | None:
+        scaler = self.params.get("grad_scaler")
+        return scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
 
     # -- files --
     def save(self, point: ResumePoint) -> str:
+        from .distributed import unwrap
+
+        name = f"epoch-{point.epoch:04d}" + (f"-step-{point.step:06d}" if point.step else "") + ".pt"
+        path = os.path.join(self.directory, name)
+        if not self.group.main:
+            return path  # rank 0 writes it
         state = {
             "format": FORMAT, "config": self.config,
-            "model": getattr(self.model, "_orig_mod", self.model).state_dict(),  # unwrap torch.compile
+            "model": unwrap(self.model).state_dict(),  # under DDP and torch.compile wrappers
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "rng": rng_state(next(self.model.parameters()).device),
             "resume": dataclasses.asdict(point),
             **self.extra(),
         }
-        name = f"epoch-{point.epoch:04d}" + (f"-step-{point.step:06d}" if point.step else "") + ".pt"
-        path = os.path.join(self.directory, name)
         try:
             save_torch(path, state)
         except OutputError as e:

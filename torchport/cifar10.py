@@ -110,12 +110,13 @@ def scale_and_one_hot(x, y, dtype=torch.float32):
 
 
 def make_loader(x: np.ndarray, y: np.ndarray, batch_size: int, device="cpu", shuffle: bool = False, seed=None,
-                dtype=torch.float32):
-    """A tensor-resident loader over Keras-layout arrays: uint8 NCHW on `device`, scaled per batch."""
+                dtype=torch.float32, shard: tuple[int, int] = (0, 1)):
+    """A tensor-resident loader over Keras-layout arrays: uint8 NCHW on `device`, scaled per batch
+    (`shard`: this process' (rank, world) under torchrun)."""
     xt = to_model_input(x).to(device)
     yt = torch.from_numpy(np.asarray(y).reshape(-1).astype(np.int64)).to(device)
     transform = scale_and_one_hot if dtype == torch.float32 else functools.partial(scale_and_one_hot, dtype=dtype)
-    return TensorLoader(xt, yt, batch_size, shuffle=shuffle, transform=transform, seed=seed)
+    return TensorLoader(xt, yt, batch_size, shuffle=shuffle, transform=transform, seed=seed, shard=shard)
 
 
 # ---- the seed's script, as `torchport train cifar10` -----------------------------------------------------
@@ -145,14 +146,15 @@ class Cifar10Config:
 
 def run(cfg: Cifar10Config) -> dict:
     """The Keras script, step for step: load, normalise, build, compile, summary, fit, evaluate."""
-    from . import engine
+    from . import distributed, engine
     from .checkpoint import Checkpointer, resume_run, run_identity
-    from .fastpaths import maybe_compile, set_tf32
+    from .fastpaths import maybe_compile, training_warmup
     from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
     from .keras_io import save_keras_weights
     from .outputs import OutputSet, save_torch, write_json, write_plot
 
-    device = torch.device(cfg.device)
+    group, device = distributed.setup(torch.device(cfg.device))  # one process, or one of torchrun's
+    verbose = cfg.verbose if group.main else 0
     # fix random seed for reproducibility (the seed script seeds numpy only; we seed torch too)
     seed = cfg.seed
     np.random.seed(seed)
@@ -162,7 +164,8 @@ def run(cfg: Cifar10Config) -> dict:
     (X_train, y_train), (X_test, y_test) = load_data(cfg.data_dir)
 
     # normalize inputs from 0-255 to 0.0-1.0 and one hot encode outputs: per batch, on the device
-    train_loader = make_loader(X_train, y_train, cfg.batch_size, device, shuffle=True, seed=seed)
+    train_loader = make_loader(X_train, y_train, cfg.batch_size, device, shuffle=True, seed=seed,
+                               shard=(group.rank, group.world))
     test_loader = make_loader(X_test, y_test, cfg.batch_size, device)
 
     # Create the model
@@ -174,29 +177,35 @@ def run(cfg: Cifar10Config) -> dict:
     sgd = KerasSGD(model.parameters(), learning_rate=lrate, momentum=cfg.momentum, decay=decay,
                    nesterov=False, legacy_decay=cfg.legacy_decay)
     metrics = {"accuracy": categorical_accuracy}
-    if cfg.verbose:
+    if verbose:
         print(model.summary())  # as the seed does: the table, then `None`
 
     # Checkpoints (torchport's addition: a Colab disconnect costs at most one epoch)
     history, callbacks = engine.History(), []
     config = {**run_identity(cfg), "n_train": len(X_train)}
-    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, sgd)
+    torch.manual_seed(seed + group.rank)  # the training draws (dropout) start from the seed (per rank)...
+    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, sgd)  # ...or a checkpoint's
     if state is not None:
         history.load_state_dict(state["history"])
     if cfg.checkpoint_dir:
         callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
-                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint))
+                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint,
+                                      group=group))
 
     # Fit the model (the fast paths that break parity are opt-in: --tf32, --amp, --compile)
-    if device.type == "cuda":
-        set_tf32(cfg.tf32)
-    trained = maybe_compile(model, cfg.compile, next(iter(test_loader))[0]) if cfg.compile else model
-    torch.manual_seed(seed)  # the training draws (dropout) start from the seed, as in `torchport fit`
+    trained = distributed.wrap(model, group, device)
+    if cfg.compile:
+        warmup = training_warmup(sgd, categorical_crossentropy, next(iter(test_loader)))
+        trained = maybe_compile(trained, cfg.compile, warmup)
     engine.fit(trained, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics, val_loader=test_loader,
-               verbose=cfg.verbose, history=history, callbacks=callbacks, amp=cfg.amp, resume=resume)
+               verbose=verbose, history=history, callbacks=callbacks, amp=cfg.amp, tf32=cfg.tf32, resume=resume,
+               aggregator=distributed.SyncedMean if group.active else engine.WeightedMean)
     # Final evaluation of the model
-    scores = engine.evaluate(model, test_loader, categorical_crossentropy, metrics)
-    print("Accuracy: %.2f%%" % (scores["accuracy"] * 100))
+    scores = engine.evaluate(model, test_loader, categorical_crossentropy, metrics, tf32=cfg.tf32)
+    if group.main:
+        print("Accuracy: %.2f%%" % (scores["accuracy"] * 100))
+    else:
+        return {"history": history.history, "test": scores}  # rank 0 writes the outputs
 
     h = history.history
     with OutputSet(cfg.out) as out:

@@ -40,6 +40,13 @@ class DeviceDataLoader:
         return len(self.dl)
 
 
+def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
+    """[start, end) of a rank's contiguous part of a global batch of n samples (sizes differ by <= 1)."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
 class TensorLoader:
     """Batches from tensors that already sit on the target device.
 
@@ -50,7 +57,7 @@ class TensorLoader:
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                 transform: Callable | None = None, seed: int | None = None):
+                 transform: Callable | None = None, seed: int | None = None, shard: tuple[int, int] = (0, 1)):
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
         if batch_size < 1:
@@ -59,6 +66,14 @@ class TensorLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.transform = transform
+        # Under torchrun: (rank, world). `batch_size` stays the global batch; this rank takes its slice of
+        # each, and `grad_scale` weights its mean by its share (exact when a last batch splits unevenly).
+        self.rank, self.world = shard
+        self.grad_scale = 1.0
+        last = len(x) % batch_size or batch_size
+        if self.world > 1 and last < self.world:
+            raise ValueError(f"the last batch of {last} samples cannot be split over {self.world} processes: "
+                             "choose a batch size or sample count whose last batch has as many samples")
         self.generator = torch.Generator()
         self.generator.manual_seed(torch.initial_seed() if seed is None else seed)
 
@@ -81,9 +96,14 @@ class TensorLoader:
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator).to(self.device, non_blocking=True)
         for start in range(0, n, self.batch_size):
+            end = min(start + self.batch_size, n)
+            if self.world > 1:
+                lo, hi = shard_bounds(end - start, self.rank, self.world)
+                self.grad_scale = (hi - lo) * self.world / (end - start)
+                start, end = start + lo, start + hi
             if self.shuffle:
-                idx = order[start:start + self.batch_size]
+                idx = order[start:end]
                 x, y = self.x.index_select(0, idx), self.y.index_select(0, idx)  # 4x faster than x[idx]
             else:
-                x, y = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+                x, y = self.x[start:end], self.y[start:end]
             yield self.transform(x, y) if self.transform else (x, y)

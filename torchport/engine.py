@@ -15,9 +15,11 @@ import torch
 
 from .callbacks import Callback, History
 from .errors import NonFiniteLossError
-from .fastpaths import autocast, grad_scaler
+from .fastpaths import autocast, grad_scaler, numerics, resolve_amp
 from .keras_compat.progbar import ProgbarLogger
 from .means import WeightedMean
+
+__all__ = ["fit", "evaluate", "History", "Callback", "ResumePoint", "WeightedMean"]
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> batch mean
 
@@ -35,6 +37,7 @@ class ResumePoint:
     step: int = 0
     aggregator: dict | None = None
     loader: dict | None = None
+    scaler: dict | None = None  # fp16: the GradScaler's scale and growth tracker
 
 
 def _len(loader) -> int:
@@ -42,6 +45,11 @@ def _len(loader) -> int:
         return len(loader)
     except TypeError:
         return 0
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def batch_size(x) -> int:
@@ -60,14 +68,14 @@ def _batch_values(outputs, targets, loss, metrics: Mapping[str, Metric]) -> torc
 
 
 def evaluate(model: torch.nn.Module, loader, loss_fn, metrics: Mapping[str, Metric] | None = None,
-             aggregator: type[WeightedMean] = WeightedMean) -> dict[str, float]:
+             aggregator: type[WeightedMean] = WeightedMean, tf32: bool = False) -> dict[str, float]:
     """Loss and metrics over the whole loader, in eval mode, without gradients."""
     metrics = dict(metrics or {})
     agg = aggregator(["loss", *metrics], _len(loader))
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), numerics(_device(model), tf32):
             for step, (x, y) in enumerate(loader):
                 out = model(x)
                 agg.update(_batch_values(out, y, loss_fn(out, y), metrics), batch_size(x), step)
@@ -80,66 +88,73 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
         metrics: Mapping[str, Metric] | None = None, val_loader=None, callbacks: Iterable[Callback] = (),
         verbose: int = 2, initial_epoch: int = 0, history: History | None = None,
         val_aggregator: type[WeightedMean] = WeightedMean, val_metrics: Mapping[str, Metric] | None = None,
-        resume: ResumePoint | None = None, amp: str | None = None) -> History:
+        resume: ResumePoint | None = None, amp: str | None = None, tf32: bool = False,
+        aggregator: type[WeightedMean] = WeightedMean) -> History:
     """Train `epochs` epochs (from `initial_epoch`, or from `resume`) and return the History. Keras' `fit`.
 
     `metrics` are reported for training and validation; `val_metrics`, when given, for validation only.
-    `amp` ("bf16" / "fp16") autocasts the forward pass and loss (off by default: it breaks parity).
+    `amp` ("bf16" / "fp16") autocasts the forward pass and loss, `tf32` allows TF32 on GPUs (both off by
+    default: they break parity); the flags are `fastpaths.numerics`', restored when fit returns.
+    `aggregator` sums the epoch's metrics (under torchrun: `distributed.SyncedMean`, over every rank).
     Callbacks' `on_train_end` and the model's train/eval mode are restored however the loop ends.
     """
     metrics = dict(metrics or {})
     history = history if history is not None else History()
     callbacks = [history, *callbacks] + ([ProgbarLogger(verbose)] if verbose else [])
-    params = {"epochs": epochs, "steps": _len(train_loader), "verbose": verbose}
+    device = _device(model)
+    amp = resolve_amp(device, amp)
+    scaler = grad_scaler(device, amp)
+    params = {"epochs": epochs, "steps": _len(train_loader), "verbose": verbose, "grad_scaler": scaler}
     for cb in callbacks:
         cb.model, cb.optimizer, cb.params = model, optimizer, params
     model.stop_training = False
-    device = next(model.parameters()).device
-    scaler = grad_scaler(device, amp)
     if resume is not None:
         initial_epoch = resume.epoch
+        if resume.scaler and scaler.is_enabled():
+            scaler.load_state_dict(resume.scaler)
     was_training = model.training
-
-    try:
-        for cb in callbacks:
-            cb.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            agg = WeightedMean(["loss", *metrics], _len(train_loader))
-            skip = 0
-            if epoch == initial_epoch and resume is not None:
-                if resume.loader is not None:  # the permutation this epoch draws (mid-epoch: first steps done)
-                    train_loader.load_state_dict(resume.loader)
-                if resume.step:
-                    agg.load_state_dict(resume.aggregator, device)
-                    skip = resume.step
+    with numerics(device, tf32):  # TF32 as asked; deterministic cuDNN on CUDA; the caller's flags after
+        try:
             for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            model.train()
-            for step, (x, y) in itertools.islice(enumerate(train_loader), skip, None):
-                with autocast(device, amp):
-                    outputs = model(x)
-                    loss = loss_fn(outputs, y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                agg.update(_batch_values(outputs, y, loss, metrics), batch_size(x), step)
+                cb.on_train_begin()
+            for epoch in range(initial_epoch, epochs):
+                agg = aggregator(["loss", *metrics], _len(train_loader))
+                skip = 0
+                if epoch == initial_epoch and resume is not None:
+                    if resume.loader is not None:  # the permutation this epoch draws (mid-epoch: first steps done)
+                        train_loader.load_state_dict(resume.loader)
+                    if resume.step:
+                        agg.load_state_dict(resume.aggregator, device)
+                        skip = resume.step
                 for cb in callbacks:
-                    cb.on_train_batch_end(step, agg)
-            bad = agg.bad_step()
-            if bad is not None:
-                raise NonFiniteLossError(epoch, bad)
-            logs = agg.result()
-            if val_loader is not None:
-                val = evaluate(model, val_loader, loss_fn, metrics if val_metrics is None else val_metrics,
-                               val_aggregator)
-                logs.update({f"val_{k}": v for k, v in val.items()})
+                    cb.on_epoch_begin(epoch)
+                model.train()
+                for step, (x, y) in itertools.islice(enumerate(train_loader), skip, None):
+                    with autocast(device, amp):
+                        outputs = model(x)
+                        loss = loss_fn(outputs, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    share = getattr(train_loader, "grad_scale", 1.0)  # torchrun: this rank's share of the batch
+                    scaler.scale(loss if share == 1.0 else loss * share).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    agg.update(_batch_values(outputs, y, loss, metrics), batch_size(x), step)
+                    for cb in callbacks:
+                        cb.on_train_batch_end(step, agg)
+                bad = agg.bad_step()
+                if bad is not None:
+                    raise NonFiniteLossError(epoch, bad)
+                logs = agg.result()
+                if val_loader is not None:
+                    val = evaluate(model, val_loader, loss_fn, metrics if val_metrics is None else val_metrics,
+                                   val_aggregator, tf32)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs)
+                if model.stop_training:
+                    break
+        finally:
             for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
-            if model.stop_training:
-                break
-    finally:
-        for cb in callbacks:
-            cb.on_train_end()
-        model.train(was_training)
+                cb.on_train_end()
+            model.train(was_training)
     return history

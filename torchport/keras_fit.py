@@ -229,13 +229,13 @@ def run(cfg: FitConfig) -> dict:
 
     history, callbacks = engine.History(), []
     config = {**run_identity(cfg), "n_train": len(train_loader.x)}
+    torch.manual_seed(cfg.seed)  # the training draws (dropout) start from the seed, or a checkpoint's
     state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer)
     if state is not None:
         history.load_state_dict(state["history"])
     if cfg.checkpoint_dir:
         callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
                                       extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint))
-    torch.manual_seed(cfg.seed)  # the training draws (dropout) start from the seed
     engine.fit(model, optimizer, compiled.loss, train_loader, cfg.epochs, metrics=compiled.metrics,
                val_loader=val_loader, verbose=cfg.verbose, history=history, callbacks=callbacks, resume=resume)
 

@@ -38,6 +38,10 @@ class WeightedMean:
         bad = (~torch.isfinite(self.buffer[:len(self.sizes), 0])).nonzero()
         return int(bad[0, 0]) if len(bad) else None
 
+    def running(self) -> dict[str, float]:
+        """The means so far, for a progress bar (the same as `result()` in one process)."""
+        return self.result()
+
     def result(self) -> dict[str, float]:
         if self.buffer is None:
             return {}

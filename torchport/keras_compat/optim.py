@@ -83,6 +83,11 @@ SCHEDULES = ("ExponentialDecay", "InverseTimeDecay", "PiecewiseConstantDecay", "
 class KerasOptimizer(torch.optim.Optimizer):
     """Keras' `Optimizer.apply`: clip, decay, update, count. Subclasses define `update(p, g, state, lr, group)`.
 
+    Under fp16 autocast torch's GradScaler hands the optimizer `grad_scale` and `found_inf` tensors
+    (`_step_supports_amp_scaling`): the step unscales the gradients itself and, where `found_inf` is set,
+    keeps every parameter and slot as it was, on the device, so no step waits for the host. (The
+    iteration count still advances on a skipped step: it lives on the host.)
+
     `learning_rate` is a float or a schedule config (`{"class_name": "ExponentialDecay", "config": {...}}`);
     `lr_dtype` is the learning-rate variable's dtype (Keras' floatx: "float32" unless the model was saved
     under `set_floatx("float64")`). Step state lives in `state[p]` and `param_groups[i]["iterations"]`, so
@@ -134,24 +139,49 @@ class KerasOptimizer(torch.optim.Optimizer):
             return [g.clamp(-v, v) for g in grads]
         return grads
 
+    _step_supports_amp_scaling = True
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if params:
-                grads = self._clip([p.grad for p in params], group)
+                grads = [p.grad for p in params]
+                if grad_scale is not None:  # as GradScaler.unscale_ would: by the float32 reciprocal
+                    inv = grad_scale.double().reciprocal().float()
+                    grads = [g * inv.to(g.device) for g in grads]
+                before = self._snapshot(params) if found_inf is not None else None
+                grads = self._clip(grads, group)
                 lr = self.current_lr(group)
                 if group["weight_decay"]:
                     wd = _f32(group["weight_decay"])
                     for p in params:
                         p.sub_(p * wd * lr)
                 self.update_all(params, grads, lr, group)
+                if before is not None:
+                    self._undo_where(found_inf, params, before)
             group["iterations"] += 1
         return loss
+
+    def _snapshot(self, params) -> dict:
+        return {id(t): t.clone() for p in params for t in (p, *self.state[p].values()) if torch.is_tensor(t)}
+
+    def _undo_where(self, found_inf: torch.Tensor, params, before: dict) -> None:
+        """Where the scaler found an inf or NaN, every tensor the step touched goes back (new slots to
+        their initial value): the step did not happen."""
+        skip = found_inf.to(params[0].device) > 0
+        for p in params:
+            for t in (p, *self.state[p].values()):
+                if torch.is_tensor(t):
+                    old = before.get(id(t))
+                    if old is None:  # created by this step
+                        old = torch.full_like(t, self._fills.get(id(t), 0.0))
+                    t.copy_(torch.where(skip, old, t))
 
     def update_all(self, params, grads, lr, group):
         for p, g in zip(params, grads, strict=True):
@@ -160,11 +190,18 @@ class KerasOptimizer(torch.optim.Optimizer):
     def update(self, p, g, state, lr, group):
         raise NotImplementedError
 
-    @staticmethod
-    def slot(state, name, p, fill: float = 0.0):
+    def slot(self, state, name, p, fill: float = 0.0):
         if name not in state:
             state[name] = torch.full_like(p, fill, memory_format=torch.preserve_format)
+            self._fills[id(state[name])] = fill
         return state[name]
+
+    @property
+    def _fills(self) -> dict:
+        """Initial values of slots (for undoing a skipped step that created them)."""
+        if "_slot_fills" not in self.__dict__:
+            self.__dict__["_slot_fills"] = {}
+        return self.__dict__["_slot_fills"]
 
 
 class KerasSGD(KerasOptimizer):

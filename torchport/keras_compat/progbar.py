@@ -53,7 +53,7 @@ class ProgbarLogger(Callback):
         now = time.perf_counter()
         if now - self.last_refresh >= self.refresh_seconds:  # reading the running means syncs the device
             self.last_refresh = now
-            self.bar.set_postfix_str(format_metrics(aggregator.result()).lstrip(" -"), refresh=False)
+            self.bar.set_postfix_str(format_metrics(aggregator.running()).lstrip(" -"), refresh=False)
 
     def on_epoch_end(self, epoch, logs=None):
         steps = self.params["steps"]
