@@ -38,6 +38,12 @@ SINGLE = Group()
 _control = None  # a gloo group for the small host-side agreements (stop flags), whatever the main backend
 
 
+def is_main() -> bool:
+    """Rank 0, or the only process: the one that prints and writes."""
+    import torch.distributed as dist
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def launched() -> bool:
     """Started by torchrun (or any launcher setting WORLD_SIZE > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -126,7 +126,7 @@ def _tensors(x: np.ndarray, y: np.ndarray, plan, loss, device):
     return xt, yt.to(device)
 
 
-def make_loaders(arrays, plan, loss, cfg: FitConfig, device):
+def make_loaders(arrays, plan, loss, cfg: FitConfig, device, shard=(0, 1)):
     from .device import TensorLoader
     from .porting.convert import NCHW
 
@@ -151,7 +151,7 @@ def make_loaders(arrays, plan, loss, cfg: FitConfig, device):
                             f"on ({len(x)} in x_train)")
         val, x, y = (x[split_at:], y[split_at:]), x[:split_at], y[:split_at]
     train = TensorLoader(*_tensors(x, y, plan, loss, device), cfg.batch_size, shuffle=cfg.shuffle,
-                         transform=transform, seed=cfg.seed)
+                         transform=transform, seed=cfg.seed, shard=shard)
     val_loader = None if val is None else TensorLoader(*_tensors(*val, plan, loss, device), cfg.batch_size,
                                                        transform=transform)
     return train, val_loader
@@ -182,11 +182,14 @@ class Setup:
     val_loader: object
 
 
-def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = None) -> Setup:
+def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = None, group=None,
+          device: torch.device | None = None) -> Setup:
     """Everything `fit` trains with, checked: the compile settings, the data against the model and loss,
-    the loaders, the module (in train mode, on the device) and its optimizer."""
+    the loaders (sharded under torchrun), the module (in train mode, on the device) and its optimizer."""
+    from .distributed import SINGLE
     from .porting import compile as compiling
 
+    group = group or SINGLE
     if len(plan.inputs) != 1 or len(plan.outputs) != 1:
         raise UnsupportedError(f"{cfg.model}: fit trains models with one input and one output (this one has "
                                f"{len(plan.inputs)} and {len(plan.outputs)})")
@@ -201,10 +204,10 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
     compiled = compiling.resolve(plan.compile_config, arrays["y_train"].shape, out_shape, cfg.optimizer, cfg.lr,
                                  cfg.loss, cfg.metrics)
     check_fits_model(arrays, plan, compiled.loss)
-    device = torch.device(cfg.device)
+    device = device or torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    train_loader, val_loader = make_loaders(arrays, plan, compiled.loss, cfg, device)
+    train_loader, val_loader = make_loaders(arrays, plan, compiled.loss, cfg, device, (group.rank, group.world))
     model = (model if model is not None else plan.module()).train()
     model = model.to(device, memory_format=torch.channels_last) if plan.inputs[0].rank == 4 else model.to(device)
     lr_dtype = plan.lr_dtype or ("float64" if plan.dtype == "float64" else "float32")
@@ -212,34 +215,41 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
 
 
 def run(cfg: FitConfig) -> dict:
-    from . import engine
+    from . import distributed, engine
     from .checkpoint import Checkpointer, resume_run, run_identity
     from .outputs import OutputSet, save_torch, write_atomic, write_json, write_plot
     from .port import plan_file
     from .porting.writer import keras_archive_bytes, weights_h5_bytes
 
+    group, device = distributed.setup(torch.device(cfg.device))  # one process, or one of torchrun's
+    verbose = cfg.verbose if group.main else 0
     plan = plan_file(cfg.model)
-    s = setup(plan, load_npz(cfg.data), cfg)
+    s = setup(plan, load_npz(cfg.data), cfg, group=group, device=device)
     model, optimizer, compiled, train_loader, val_loader = (s.model, s.optimizer, s.compiled, s.train_loader,
                                                             s.val_loader)
-    if cfg.verbose:
+    if verbose:
         print(f"Training {plan.title} ({plan.cls}, {plan.param_count():,} parameters) on {len(train_loader.x):,} "
               f"samples" + (f", validating on {len(val_loader.x):,}" if val_loader else "")
               + f": {compiled.describe()}")
 
     history, callbacks = engine.History(), []
     config = {**run_identity(cfg), "n_train": len(train_loader.x)}
-    torch.manual_seed(cfg.seed)  # the training draws (dropout) start from the seed, or a checkpoint's
+    torch.manual_seed(cfg.seed + group.rank)  # the training draws (dropout) start from the seed, or a checkpoint's
     state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer)
     if state is not None:
         history.load_state_dict(state["history"])
     if cfg.checkpoint_dir:
         callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
-                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint))
-    engine.fit(model, optimizer, compiled.loss, train_loader, cfg.epochs, metrics=compiled.metrics,
-               val_loader=val_loader, verbose=cfg.verbose, history=history, callbacks=callbacks, resume=resume)
+                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint,
+                                      group=group))
+    engine.fit(distributed.wrap(model, group, device), optimizer, compiled.loss, train_loader, cfg.epochs,
+               metrics=compiled.metrics, val_loader=val_loader, verbose=verbose, history=history,
+               callbacks=callbacks, resume=resume,
+               aggregator=distributed.SyncedMean if group.active else engine.WeightedMean)
 
     h = history.history
+    if not group.main:
+        return {"history": h, "model": model, "plan": plan}  # rank 0 writes the outputs
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     keras_arrays = plan.keras_arrays(state_dict)
     changed = any(v is not None for v in (cfg.optimizer, cfg.lr, cfg.loss, cfg.metrics))
@@ -256,7 +266,7 @@ def run(cfg: FitConfig) -> dict:
         for name in [k for k in h if not k.startswith("val_")]:
             series = {name: h[name], **({f"val_{name}": h[f"val_{name}"]} if f"val_{name}" in h else {})}
             write_plot(out.path(f"{name}.png"), series, name, f"{name} vs. epochs")
-    if cfg.verbose:
+    if verbose:
         print(f"Wrote {cfg.out}: history.json, model.weights.h5{', model.keras' if keras3 else ''}, weights.pt, "
               f"{', '.join(f'{k}.png' for k in h if not k.startswith('val_'))}")
     return {"history": h, "model": model, "plan": plan}

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import engine
 from .callbacks import Callback
-from .means import BatchMean
+from .means import BatchMean, WeightedMean
 from .device import DeviceDataLoader, TensorLoader, get_default_device, to_device
 
 __all__ = ["MnistModel", "accuracy", "evaluate", "fit", "get_default_device", "to_device",
@@ -80,8 +80,10 @@ class _TutorialEpochEnd(Callback):
     """Calls the model's `epoch_end(epoch, result)` with the tutorial's result dict."""
 
     def on_epoch_end(self, epoch, logs=None):
-        if hasattr(self.model, "epoch_end"):
-            self.model.epoch_end(epoch, _tutorial_result(logs))
+        from .distributed import is_main, unwrap
+        model = unwrap(self.model)  # the tutorial's module under a DDP wrapper (torchrun)
+        if hasattr(model, "epoch_end") and is_main():
+            model.epoch_end(epoch, _tutorial_result(logs))
 
 
 def _tutorial_result(logs: dict) -> dict:
@@ -94,17 +96,19 @@ def evaluate(model, val_loader):
     return {"val_loss": result["loss"], "val_acc": result["acc"]}
 
 
-def fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD, *, callbacks=(), resume=None):
+def fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD, *, callbacks=(), resume=None,
+        aggregator=WeightedMean):
     """The tutorial's fit: a fresh `opt_func(model.parameters(), lr)`, then `epochs` epochs on the engine.
 
     Returns the list of per-epoch result dicts (`val_loss`, `val_acc`), printing each with `epoch_end`.
-    Keyword-only extras (not in the tutorial): engine callbacks, and an `engine.ResumePoint` to continue
-    from a checkpoint.
+    Keyword-only extras (not in the tutorial): engine callbacks, an `engine.ResumePoint` to continue from a
+    checkpoint, and the training metrics' aggregator (torchrun: `distributed.SyncedMean`).
     """
     optimizer = opt_func(model.parameters(), lr)
     history = engine.fit(model, optimizer, F.cross_entropy, train_loader, epochs, val_loader=val_loader,
                          val_metrics={"acc": accuracy}, val_aggregator=BatchMean,
-                         callbacks=[_TutorialEpochEnd(), *callbacks], verbose=0, resume=resume)
+                         callbacks=[_TutorialEpochEnd(), *callbacks], verbose=0, resume=resume,
+                         aggregator=aggregator)
     return [_tutorial_result(r) for r in history.records]
 
 
@@ -156,10 +160,11 @@ def to_float_images(x, y):
     return x.unsqueeze(1).float().div_(255), y
 
 
-def make_loader(x, y, batch_size, device, shuffle=False, seed=None):
-    """A tensor-resident loader: the uint8 images live on `device`, scaled batch by batch."""
+def make_loader(x, y, batch_size, device, shuffle=False, seed=None, shard=(0, 1)):
+    """A tensor-resident loader: the uint8 images live on `device`, scaled batch by batch (`shard`: this
+    process' (rank, world) under torchrun)."""
     return TensorLoader(x.to(device), y.to(device), batch_size, shuffle=shuffle, transform=to_float_images,
-                        seed=seed)
+                        seed=seed, shard=shard)
 
 
 # ---- the notebook's driver, as `torchport train mnist` ---------------------------------------------------
@@ -188,26 +193,30 @@ def train_tutorial(cfg: MnistConfig):
     With `checkpoint_dir`, every epoch is checkpointed; `resume` continues from the newest valid one,
     in whichever phase it was taken.
     """
+    from . import distributed
     from .checkpoint import Checkpointer, resume_run, run_identity
 
-    device = torch.device(cfg.device)
+    group, device = distributed.setup(torch.device(cfg.device))  # one process, or one of torchrun's
+    say = print if group.main else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed)
-    (x, y), (x_test, y_test) = load_mnist(cfg.data_dir)
+    (x, y), (x_test, y_test) = load_mnist(cfg.data_dir, log=say)
     train_idx, val_idx = split_train_val(len(x), cfg.seed)
-    train_loader = make_loader(x[train_idx], y[train_idx], cfg.batch_size, device, shuffle=True, seed=cfg.seed)
+    train_loader = make_loader(x[train_idx], y[train_idx], cfg.batch_size, device, shuffle=True, seed=cfg.seed,
+                               shard=(group.rank, group.world))
     val_loader = make_loader(x[val_idx], y[val_idx], cfg.val_batch_size, device)
     test_loader = make_loader(x_test, y_test, cfg.val_batch_size, device)
 
     model = MnistModel(in_size=784, hidden_size=32, out_size=10)
     to_device(model, device)
+    trained = distributed.wrap(model, group, device)
 
     config = {**run_identity(cfg), "n_train": len(x)}
     state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, None)
     done, history = (resume.epoch, state["history"]) if state else (0, None)
     if history is None:
         history = [evaluate(model, val_loader)]
-        print("Before training: val_loss: {:.4f}, val_acc: {:.4f}".format(history[0]["val_loss"],
-                                                                          history[0]["val_acc"]))
+        say("Before training: val_loss: {:.4f}, val_acc: {:.4f}".format(history[0]["val_loss"],
+                                                                        history[0]["val_acc"]))
 
     offset = 0
     for n, lr in zip(cfg.epochs, cfg.lr, strict=True):
@@ -216,15 +225,16 @@ def train_tutorial(cfg: MnistConfig):
             if cfg.checkpoint_dir:
                 callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
                                               epoch_offset=offset, extra=lambda: {"history": history},
-                                              resume_hint=cfg.resume_hint))
+                                              resume_hint=cfg.resume_hint, group=group))
             if resume is not None:  # the phase the checkpoint was taken in: its own epoch count
                 resume = dataclasses.replace(resume, epoch=max(done - offset, 0))
-            fit(n, lr, model, train_loader, val_loader, callbacks=callbacks, resume=resume)
+            fit(n, lr, trained, train_loader, val_loader, callbacks=callbacks, resume=resume,
+                aggregator=distributed.SyncedMean if group.active else WeightedMean)
             resume = None
         offset += n
 
     result = evaluate(model, test_loader)
-    print("Test accuracy: {:.4f} (val_loss on test set: {:.4f})".format(result['val_acc'], result['val_loss']))
+    say("Test accuracy: {:.4f} (val_loss on test set: {:.4f})".format(result['val_acc'], result['val_loss']))
     return model, history, result
 
 
@@ -232,7 +242,11 @@ def run(cfg: MnistConfig) -> dict:
     """`torchport train mnist`: the tutorial's run, then history.json, test.json and the two plots."""
     from .outputs import OutputSet, save_torch, write_json, write_plot
 
+    from .distributed import is_main
+
     model, history, result = train_tutorial(cfg)
+    if not is_main():
+        return {"history": history, "test": result}  # rank 0 writes the outputs
     with OutputSet(cfg.out) as out:
         save_torch(out.path("model.pt"), model.state_dict())
         write_json(out.path("history.json"), history)
