@@ -22,9 +22,18 @@ def test_median_of_windows_skips_warmup():
 
 def test_markdown_table_reports_ratios():
     r = {"device": "cpu", "threads": 2, "torch": "x", "train_gflop_per_step": 2.73, "matmul_gflops": 150,
-         "floor_ms_per_step": 18.2, "torchport": {"ms_per_step": 30, "x_floor": 1.65, "images_per_s": 4000,
+         "floor_ms_per_step": 18.2, "train_mb_per_step": 194, "bandwidth_gb_s": 20, "bytes_floor_ms_per_step": 9.7,
+         "torchport": {"ms_per_step": 30, "x_floor": 1.65, "images_per_s": 4000,
                                                   "peak_rss_mb": 1100},
          "keras": {"ms_per_step": 36, "x_floor": 1.98, "images_per_s": 3000, "peak_rss_mb": 2700, "version": "2.21"},
          "speedup_train": 1.2, "speedup_infer": 1.33, "memory_ratio": 0.407}
     md = format_markdown(r)
     assert "| train ms/step (median) | 30.0 | 36.0 | 1.20x faster |" in md and "41% of Keras" in md
+    assert "the bytes floor is 9.7 ms/step" in md and "| x (FLOP + bytes floors) | 1.08 | 1.29 | |" in md
+
+
+def test_bytes_floor_counts_parameters_and_activations_of_the_seed_model():
+    from torchport.bench import training_bytes
+    params = 4_210_090
+    activations = 3 * 32 * 32 * 32 * 32 + 2 * 16 * 16 * 32 * 32 + 2 * 512 * 32 + 10 * 32  # per layer, batch 32
+    assert training_bytes(SimpleCNN(), torch.zeros(32, 3, 32, 32)) == 4.0 * (8 * params + 4 * activations)

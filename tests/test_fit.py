@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import write_keras_file
+from keras_files import write_keras_file
 
 from torchport.cli import main
 

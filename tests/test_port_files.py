@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import write_keras_file
+from keras_files import write_keras_file
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from torchport.cli import main

@@ -91,6 +91,40 @@ def training_flops(model, example) -> tuple[float, float]:
     return forward, forward + 2 * forward - 2.0 * macs[0]
 
 
+def training_bytes(model, example) -> float:
+    """The bytes a training step must move at least, in float32: every parameter read by the forward
+    pass and by the backward pass, its gradient written, and the update's 3 reads and 2 writes (8
+    passes); every activation written forward, read and its gradient written and read backward (4)."""
+    import torch
+
+    params = sum(p.numel() for p in model.parameters())
+    acts = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: acts.append(o.numel()))
+             for m in model.modules() if not list(m.children())]
+    with torch.no_grad():
+        model.eval()(example)
+    for h in hooks:
+        h.remove()
+    return 4.0 * (8 * params + 4 * sum(acts))
+
+
+def bandwidth_bytes_per_s(device, mib: int = 256, seconds: float = 1.0) -> float:
+    """This machine's memory bandwidth: a large copy (read + write), best of the repeats in `seconds`."""
+    import torch
+
+    src = torch.ones(mib * 2**18, device=device)  # mib MiB of float32
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        _sync(device)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / best
+
+
 def matmul_flops_per_s(device, n: int = 2048, seconds: float = 2.0) -> float:
     """This machine's fp32 matmul rate with torch: the yardstick of the FLOP floor."""
     import torch
@@ -249,8 +283,12 @@ def run_bench(cifar_dir, mnist_dir, device, quick: bool = False, with_keras: boo
     fwd, train = training_flops(SimpleCNN(), torch.zeros(32, 3, 32, 32))
     rate = matmul_flops_per_s(device, seconds=1.0 if quick else 3.0)
     floor_ms = 1e3 * train / rate
+    moved = training_bytes(SimpleCNN(), torch.zeros(32, 3, 32, 32))
+    bandwidth = bandwidth_bytes_per_s(device)
     res = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "train_gflop_per_step": train / 1e9, "matmul_gflops": rate / 1e9, "floor_ms_per_step": floor_ms}
+           "train_gflop_per_step": train / 1e9, "matmul_gflops": rate / 1e9, "floor_ms_per_step": floor_ms,
+           "train_mb_per_step": moved / 1e6, "bandwidth_gb_s": bandwidth / 1e9,
+           "bytes_floor_ms_per_step": 1e3 * moved / bandwidth}
     ours = _in_subprocess("torchport", data_dir=cifar_dir, steps=steps, window=window, warmup=warmup,
                           device=str(device))
     res["torchport"] = {**ours, "x_floor": ours["ms_per_step"] / floor_ms}
@@ -270,7 +308,9 @@ def format_markdown(r: dict) -> str:
     lines = [f"Device: {r['device']} ({r['threads']} threads), torch {r['torch']}"
              + (f", TensorFlow {k['version']}" if k else ""),
              f"CIFAR-10 CNN training step at batch 32: {r['train_gflop_per_step']:.2f} GFLOP; fp32 matmul "
-             f"{r['matmul_gflops']:.0f} GFLOP/s, so the floor is {r['floor_ms_per_step']:.1f} ms/step.", "",
+             f"{r['matmul_gflops']:.0f} GFLOP/s, so the FLOP floor is {r['floor_ms_per_step']:.1f} ms/step.",
+             f"It moves at least {r['train_mb_per_step']:.0f} MB; memory bandwidth {r['bandwidth_gb_s']:.1f} GB/s, "
+             f"so the bytes floor is {r['bytes_floor_ms_per_step']:.1f} ms/step (the two overlap at best).", "",
              "| measure | torchport | Keras (TF) | ratio |", "|---|---|---|---|"]
     t = r["torchport"]
     def kv(key, fmt):
@@ -279,6 +319,9 @@ def format_markdown(r: dict) -> str:
     lines.append(f"| train ms/step (median) | {t['ms_per_step']:.1f} | {kv('ms_per_step', '{:.1f}')} | "
                  + (f"{r['speedup_train']:.2f}x faster |" if k else "|"))
     lines.append(f"| x FLOP floor | {t['x_floor']:.2f} | {kv('x_floor', '{:.2f}')} | |")
+    both = r["floor_ms_per_step"] + r["bytes_floor_ms_per_step"]
+    theirs = f"{k['ms_per_step'] / both:.2f}" if k else "n/a"
+    lines.append(f"| x (FLOP + bytes floors) | {t['ms_per_step'] / both:.2f} | {theirs} | |")
     lines.append(f"| inference images/s | {t['images_per_s']:.0f} | {kv('images_per_s', '{:.0f}')} | "
                  + (f"{r['speedup_infer']:.2f}x |" if k else "|"))
     lines.append(f"| peak RSS MB (train process) | {t['peak_rss_mb']:.0f} | {kv('peak_rss_mb', '{:.0f}')} | "
