@@ -121,3 +121,9 @@ def test_warmup_step_leaves_weights_optimizer_and_rng_untouched():
     assert torch.equal(torch.get_rng_state(), rng)
     data = TensorLoader(torch.randn(8, 4), torch.zeros(8, dtype=torch.long), 4)
     engine.fit(compiled, opt, F.cross_entropy, data, 1, verbose=0)  # and the compiled model trains
+
+
+def test_a_cpu_run_saves_no_gpu_rng_and_creates_no_cuda_context():
+    from torchport.checkpoint import rng_state
+    assert set(rng_state(torch.device("cpu"))) == {"torch", "python", "numpy"}
+    assert not torch.cuda.is_initialized()
