@@ -3,11 +3,12 @@
     python scripts/gpu_check.py [--out runs/gpu_check] [--device cuda] [--quick]
 
 environment (torch, CUDA, cuDNN, compute capability, precision flags); a sync audit (100 training steps
-under `torch.cuda.set_sync_debug_mode("error")`, fp32 and bf16); speed (eager NCHW, channels-last, bf16,
-fp16, torch.compile, CUDA graphs via compile's reduce-overhead); GPU-vs-CPU parity on the bundled sample
-(logits, loss, every gradient, weights after 4 steps, dropout off; TF32 off, and how far TF32 moves it);
-determinism (two 300-step runs, torch.equal); resume bit-exact after SIGINT and SIGKILL; a GPU model.pt
-loaded on a CPU-only process. On a machine without CUDA it runs what it can on the CPU and says so.
+under `torch.cuda.set_sync_debug_mode("error")`, fp32 graphed and eager, bf16); speed (eager NCHW,
+channels-last, the whole step as a CUDA graph, bf16, fp16, torch.compile, CUDA graphs via compile's
+reduce-overhead); GPU-vs-CPU parity on the bundled sample (logits, loss, every gradient, weights after 4
+steps, dropout off; TF32 off, and how far TF32 moves it); determinism (two 300-step runs, and the CUDA-graph
+step against eager, torch.equal); resume bit-exact after SIGINT and SIGKILL; a GPU model.pt loaded on a
+CPU-only process. On a machine without CUDA it runs what it can on the CPU and says so.
 """
 from __future__ import annotations
 
@@ -84,13 +85,13 @@ class SyncAudit(Callback):
             torch.cuda.set_sync_debug_mode("default")
 
 
-def sync_audit(device, amp=None, steps=100) -> str:
+def sync_audit(device, amp=None, steps=100, cuda_graphs=True) -> str:
     if device.type != "cuda":
         return "skipped (no CUDA)"
     model, opt, loader = _setup(device, steps + 1)
     try:
         engine.fit(model, opt, categorical_crossentropy, loader, 1, metrics={"accuracy": categorical_accuracy},
-                   callbacks=[SyncAudit(steps)], verbose=0, amp=amp)
+                   callbacks=[SyncAudit(steps)], verbose=0, amp=amp, cuda_graphs=cuda_graphs)
         return f"no synchronisation in {steps} steps"
     except RuntimeError as e:
         return f"SYNC: {str(e).splitlines()[0][:200]}"
@@ -110,7 +111,8 @@ class Stamps(Callback):
 
 def speed(device, steps) -> dict:
     out = {}
-    variants = [("eager fp32 NCHW", dict(channels_last=False)), ("eager fp32 channels-last", {}),
+    variants = [("eager fp32 NCHW", dict(channels_last=False, cuda_graphs=False)),
+                ("eager fp32 channels-last", dict(cuda_graphs=False)), ("CUDA graph fp32 channels-last", {}),
                 ("bf16 autocast", dict(amp="bf16")), ("fp16 autocast", dict(amp="fp16")),
                 ("torch.compile", dict(compile="default"))]
     if device.type == "cuda":
@@ -124,7 +126,7 @@ def speed(device, steps) -> dict:
                                                                           test_batch))
             stamps = Stamps(device)
             engine.fit(model, opt, categorical_crossentropy, loader, 1, metrics={"accuracy": categorical_accuracy},
-                       callbacks=[stamps], verbose=0, amp=kw.get("amp"))
+                       callbacks=[stamps], verbose=0, amp=kw.get("amp"), cuda_graphs=kw.get("cuda_graphs", True))
             windows = np.diff(stamps.t)[2:] / 10  # after 20 warm-up steps
             out[name] = round(1e3 * float(np.median(windows)), 3)
         except Exception as e:  # one variant failing (no bf16 on this CPU...) says so and the rest go on
@@ -163,14 +165,16 @@ def parity(device, tf32=False) -> dict:
             "weights after 4 steps": max(rel(a, b) for a, b in zip(wg, wc, strict=True))}
 
 
-def determinism(device, steps) -> bool:
+def determinism(device, steps) -> dict:
+    """Two runs of the default step torch.equal, and the CUDA-graph step torch.equal to eager."""
     finals = []
-    for _ in range(2):
+    for graphs in (True, True, False):
         model, opt, loader = _setup(device, steps)
         torch.manual_seed(7)
-        engine.fit(model, opt, categorical_crossentropy, loader, 1, verbose=0)
+        engine.fit(model, opt, categorical_crossentropy, loader, 1, verbose=0, cuda_graphs=graphs)
         finals.append([p.detach().cpu() for p in model.parameters()])
-    return all(torch.equal(a, b) for a, b in zip(*finals, strict=True))
+    return {"two runs": all(torch.equal(a, b) for a, b in zip(finals[0], finals[1], strict=True)),
+            "CUDA graph vs eager": all(torch.equal(a, b) for a, b in zip(finals[0], finals[2], strict=True))}
 
 
 def resume_checks(device) -> dict:
@@ -216,7 +220,9 @@ def markdown(report: dict) -> str:
     for key in ("parity, TF32 off", "parity, TF32 on"):
         lines += ["", f"## GPU vs CPU {key} (max relative difference)", ""]
         lines += [f"- {k}: {v:.3g}" for k, v in report[key].items()]
-    lines += ["", f"## Determinism: two 300-step runs torch.equal: {report['determinism']}", "", "## Checkpoints", ""]
+    d = report["determinism"]
+    lines += ["", f"## Determinism (300 steps, torch.equal): two runs {d['two runs']}; CUDA graph vs eager "
+              f"{d['CUDA graph vs eager']}", "", "## Checkpoints", ""]
     lines += [f"- {k}: {v}" for k, v in report["checkpoints"].items()]
     return "\n".join(lines) + "\n"
 
@@ -231,7 +237,8 @@ def main():
     steps = 60 if args.quick else 200
     t0 = time.time()
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "environment": environment(device)}
-    report["sync"] = {"fp32": sync_audit(device), "bf16": sync_audit(device, "bf16")}
+    report["sync"] = {"fp32 CUDA graph": sync_audit(device), "fp32 eager": sync_audit(device, cuda_graphs=False),
+                      "bf16": sync_audit(device, "bf16")}
     report["speed"] = speed(device, steps)
     report["parity, TF32 off"] = parity(device) if device.type == "cuda" else {"skipped (no CUDA)": 0.0}
     report["parity, TF32 on"] = parity(device, tf32=True) if device.type == "cuda" else {"skipped (no CUDA)": 0.0}

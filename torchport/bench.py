@@ -172,8 +172,18 @@ def _inference_split(n_test: int, batch: int) -> tuple[int, int]:
     return warm, end
 
 
-def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str) -> dict:
-    """A real training run's process: full data resident as uint8, the seed's model, KerasSGD, the engine."""
+def _tiled(x, y, n: int):
+    """The first n samples, repeating the set when it is smaller (the bundled sample on a GPU machine):
+    the time of a step does not depend on the pixels."""
+    import numpy as np
+
+    reps = -(-n // len(x))
+    return (np.concatenate([x] * reps)[:n], np.concatenate([y] * reps)[:n]) if reps > 1 else (x[:n], y[:n])
+
+
+def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str, cuda_graphs: bool = True) -> dict:
+    """A real training run's process: data resident as uint8, the seed's model, KerasSGD, the engine
+    (on CUDA: the whole step as a CUDA graph, or eager with `cuda_graphs=False`)."""
     import contextlib
     import io
 
@@ -189,8 +199,10 @@ def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str
     torch.manual_seed(cfg.seed)
     with contextlib.redirect_stderr(io.StringIO()):
         (x, y), (xt, yt) = load_data(data_dir)
-    n = min(len(x), steps * cfg.batch_size)
+    if len(x) < steps * cfg.batch_size:
+        x, y = _tiled(x, y, steps * cfg.batch_size)
     loader = make_loader(x, y, cfg.batch_size, device, shuffle=True, seed=cfg.seed)
+    n = steps * cfg.batch_size
     loader.x, loader.y = loader.x[:n], loader.y[:n]  # all data resident, as the script holds it; `steps` batches
     model = SimpleCNN().to(device, memory_format=torch.channels_last)
     opt = KerasSGD(model.parameters(), learning_rate=cfg.lr, momentum=cfg.momentum)
@@ -203,7 +215,7 @@ def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str
                 stamps.append(time.perf_counter())
 
     engine.fit(model, opt, categorical_crossentropy, loader, 1, metrics={"accuracy": categorical_accuracy},
-               callbacks=[Clock()], verbose=0)
+               callbacks=[Clock()], verbose=0, cuda_graphs=cuda_graphs)
     ms = _median_window_ms(stamps, 1, warmup // window) / window
     warm, end = _inference_split(len(xt), cfg.batch_size)  # the same split as the Keras side
     test = make_loader(xt[:end], yt[:end], cfg.batch_size, device)
@@ -215,8 +227,11 @@ def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str
                 t0 = time.perf_counter()
             model(xb)
         _sync(device)
-    return {"ms_per_step": ms, "images_per_s": (end - warm) / (time.perf_counter() - t0),
-            "peak_rss_mb": _peak_rss_mb()}
+    out = {"ms_per_step": ms, "images_per_s": (end - warm) / (time.perf_counter() - t0),
+           "peak_rss_mb": _peak_rss_mb()}
+    if device.type == "cuda":
+        out["max_memory_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
 
 
 def worker_keras(data_dir, steps: int, window: int, warmup: int) -> dict:
@@ -235,6 +250,8 @@ def worker_keras(data_dir, steps: int, window: int, warmup: int) -> dict:
     X_train = X_train.astype("float32") / 255.0
     X_test = X_test.astype("float32") / 255.0
     y_train = keras.utils.to_categorical(y_train)
+    if len(X_train) < steps * cfg.batch_size:
+        X_train, y_train = _tiled(X_train, y_train, steps * cfg.batch_size)
     model = keras_cifar(keras, seed=cfg.seed)
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"],
                   optimizer=keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum))
@@ -253,11 +270,12 @@ def worker_keras(data_dir, steps: int, window: int, warmup: int) -> dict:
     model.predict(X_test[warm:end], batch_size=cfg.batch_size, verbose=0)
     ips = (end - warm) / (time.perf_counter() - t0)
     import tensorflow as tf
-    return {"ms_per_step": ms, "images_per_s": ips, "peak_rss_mb": _peak_rss_mb(), "version": tf.__version__}
+    return {"ms_per_step": ms, "images_per_s": ips, "peak_rss_mb": _peak_rss_mb(), "version": tf.__version__,
+            "gpu": bool(tf.config.list_physical_devices("GPU"))}
 
 
-def _in_subprocess(kind: str, **kw) -> dict:
-    """Run a worker in a fresh interpreter so its peak memory is its own."""
+def _in_subprocess(kind: str, hide_gpus: bool = False, **kw) -> dict:
+    """Run a worker in a fresh interpreter so its peak memory is its own (`hide_gpus`: TensorFlow on CPU)."""
     import json
     import subprocess
     import sys
@@ -265,7 +283,8 @@ def _in_subprocess(kind: str, **kw) -> dict:
     code = (f"import json, sys; from torchport import bench; "
             f"print('RESULT' + json.dumps(bench.worker_{kind}(**json.loads(sys.argv[1]))))")
     p = subprocess.run([sys.executable, "-c", code, json.dumps(kw)], capture_output=True, text=True,
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                            **({"CUDA_VISIBLE_DEVICES": "-1"} if hide_gpus else {})})
     lines = [line for line in p.stdout.splitlines() if line.startswith("RESULT")]
     if p.returncode != 0 or not lines:
         raise RuntimeError(f"bench worker {kind} failed:\n{p.stderr[-2000:]}")
@@ -281,7 +300,11 @@ def run_bench(cifar_dir, mnist_dir, device, quick: bool = False, with_keras: boo
 
     steps, window, warmup = (60, 10, 20) if quick else (400, 20, 40)
     fwd, train = training_flops(SimpleCNN(), torch.zeros(32, 3, 32, 32))
-    rate = matmul_flops_per_s(device, seconds=1.0 if quick else 3.0)
+    from .fastpaths import numerics
+
+    with numerics(device):  # the fp32 floor: TF32 off, as the runs
+        rate = matmul_flops_per_s(device, n=4096 if torch.device(device).type == "cuda" else 2048,
+                                  seconds=1.0 if quick else 3.0)
     floor_ms = 1e3 * train / rate
     moved = training_bytes(SimpleCNN(), torch.zeros(32, 3, 32, 32))
     bandwidth = bandwidth_bytes_per_s(device)
@@ -298,9 +321,47 @@ def run_bench(cifar_dir, mnist_dir, device, quick: bool = False, with_keras: boo
         res["speedup_train"] = theirs["ms_per_step"] / ours["ms_per_step"]
         res["speedup_infer"] = ours["images_per_s"] / theirs["images_per_s"]
         res["memory_ratio"] = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
+    if torch.device(device).type == "cuda":
+        res["seed_table"] = _seed_table(cifar_dir, res, steps, window, warmup, with_keras)
     if mnist_dir is not None:
         res["mnist"] = bench_mnist(mnist_dir, device, epochs=[1, 1] if quick else None)
     return res
+
+
+STEPS_PER_EPOCH = 1563  # 50,000 images at batch 32
+SEED_PUBLISHED = {"Keras CPU (seed, published)": 125.0, "Keras GPU (seed, published, Colab)": 4.0}
+
+
+def _seed_table(cifar_dir, res, steps, window, warmup, with_keras) -> dict:
+    """The seed's CPU-vs-GPU comparison on this machine: ms/step for each engine on each device."""
+    import importlib.util
+
+    rows = {"torchport GPU, CUDA graph": res["torchport"]["ms_per_step"]}
+    eager = _in_subprocess("torchport", data_dir=cifar_dir, steps=steps, window=window, warmup=warmup,
+                           device="cuda", cuda_graphs=False)
+    rows["torchport GPU, eager"] = eager["ms_per_step"]
+    cpu_steps = max(60, steps // 4)
+    rows["torchport CPU"] = _in_subprocess("torchport", data_dir=cifar_dir, steps=cpu_steps, window=10, warmup=20,
+                                           device="cpu")["ms_per_step"]
+    if with_keras and importlib.util.find_spec("tensorflow") is not None:
+        keras = res.get("keras")
+        if keras and keras.get("gpu"):
+            rows["Keras GPU"] = keras["ms_per_step"]
+        rows["Keras CPU"] = _in_subprocess("keras", hide_gpus=True, data_dir=cifar_dir, steps=cpu_steps,
+                                           window=10, warmup=20)["ms_per_step"]
+    rows.update(SEED_PUBLISHED)
+    return {"ms_per_step": rows, "max_memory_allocated_mb": res["torchport"].get("max_memory_allocated_mb"),
+            "gpu_floor_ms_per_step": res["floor_ms_per_step"]}
+
+
+def format_seed_table(t: dict) -> list[str]:
+    lines = ["", f"The seed's comparison (GPU fp32 floor {t['gpu_floor_ms_per_step']:.3f} ms/step; torchport's peak "
+             f"GPU memory {t['max_memory_allocated_mb'] or 0:.0f} MiB):", "",
+             "| run | ms/step | s/epoch | 25 epochs (s) |", "|---|---|---|---|"]
+    for name, ms in t["ms_per_step"].items():
+        epoch_s = ms * STEPS_PER_EPOCH / 1e3
+        lines.append(f"| {name} | {ms:.2f} | {epoch_s:.1f} | {25 * epoch_s:.0f} |")
+    return lines
 
 
 def format_markdown(r: dict) -> str:
@@ -326,6 +387,8 @@ def format_markdown(r: dict) -> str:
                  + (f"{r['speedup_infer']:.2f}x |" if k else "|"))
     lines.append(f"| peak RSS MB (train process) | {t['peak_rss_mb']:.0f} | {kv('peak_rss_mb', '{:.0f}')} | "
                  + (f"{100 * r['memory_ratio']:.0f}% of Keras |" if k else "|"))
+    if "seed_table" in r:
+        lines += format_seed_table(r["seed_table"])
     if "mnist" in r:
         m = r["mnist"]
         lines += ["", "| MNIST tutorial run | torchport | original pipeline | speedup |", "|---|---|---|---|",

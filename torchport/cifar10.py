@@ -135,6 +135,7 @@ class Cifar10Config:
     amp: str | None = None          # the fast paths that change numerics are opt-in: --amp, --tf32, --compile
     tf32: bool = False
     compile: str | None = None
+    cuda_graphs: bool = field(default=True, compare=False)  # proven equal to eager before use: not numerics
     data_dir: str | None = field(default=None, compare=False)
     out: str = field(default="runs/cifar10", compare=False)
     verbose: int = field(default=2, compare=False)
@@ -199,7 +200,7 @@ def run(cfg: Cifar10Config) -> dict:
         trained = maybe_compile(trained, cfg.compile, warmup)
     engine.fit(trained, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics, val_loader=test_loader,
                verbose=verbose, history=history, callbacks=callbacks, amp=cfg.amp, tf32=cfg.tf32, resume=resume,
-               aggregator=distributed.SyncedMean if group.active else engine.WeightedMean)
+               aggregator=distributed.SyncedMean if group.active else engine.WeightedMean, cuda_graphs=cfg.cuda_graphs)
     # Final evaluation of the model
     scores = engine.evaluate(model, test_loader, categorical_crossentropy, metrics, tf32=cfg.tf32)
     if group.main:

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tf32", action="store_true", help="allow TF32 on Ampere+ GPUs (off: it breaks parity)")
     c.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead"], default=None,
                    help="torch.compile the model (reduce-overhead: CUDA graphs); falls back to eager")
+    c.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                   help="on CUDA, launch the step's kernels one by one instead of replaying a CUDA graph")
 
     b = sub.add_parser("bench", help="time torchport against Keras and the FLOP floor on this machine")
     b.add_argument("--cifar-dir", default=None, help="CIFAR-10 folder (default: cache or bundled sample)")
@@ -119,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default=None, help="output folder (default: runs/fit/<file name>)")
     f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     f.add_argument("--seed", type=any_int, default=0, help="seed for shuffling and dropout")
+    f.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                   help="on CUDA, launch the step's kernels one by one instead of replaying a CUDA graph")
     f.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     f.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here")
     f.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")

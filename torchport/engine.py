@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import torch
 
+from . import cuda_graphs as graphing
 from .callbacks import Callback, History
 from .errors import NonFiniteLossError
 from .fastpaths import autocast, grad_scaler, numerics, resolve_amp
@@ -67,6 +68,30 @@ def _batch_values(outputs, targets, loss, metrics: Mapping[str, Metric]) -> torc
         return torch.stack([loss.detach().to(dtype), *(m(outputs, targets).to(dtype) for m in metrics.values())])
 
 
+def train_step(model, optimizer, loss_fn, metrics: Mapping[str, Metric], scaler, device, amp):
+    """One training step as a function of the batch, returning the batch's (loss, *metrics) on the device.
+
+    `share` is this process' share of a global batch under torchrun (1.0 otherwise)."""
+    def step(x, y, share: float = 1.0) -> torch.Tensor:
+        with autocast(device, amp):
+            outputs = model(x)
+            loss = loss_fn(outputs, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss if share == 1.0 else loss * share).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return _batch_values(outputs, y, loss, metrics)
+    return step
+
+
+def _graphed(step, model, optimizer, device, amp, cuda_graphs: bool):
+    """On CUDA, the step replayed from a CUDA graph once a replay is proven equal to eager (cuda_graphs.py)."""
+    backend = graphing.backend_for(device) if cuda_graphs else None
+    if backend is None or graphing.why_not(model, optimizer, amp):
+        return step
+    return graphing.GraphedStep(step, model, optimizer, backend)
+
+
 def evaluate(model: torch.nn.Module, loader, loss_fn, metrics: Mapping[str, Metric] | None = None,
              aggregator: type[WeightedMean] = WeightedMean, tf32: bool = False) -> dict[str, float]:
     """Loss and metrics over the whole loader, in eval mode, without gradients."""
@@ -89,13 +114,14 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
         verbose: int = 2, initial_epoch: int = 0, history: History | None = None,
         val_aggregator: type[WeightedMean] = WeightedMean, val_metrics: Mapping[str, Metric] | None = None,
         resume: ResumePoint | None = None, amp: str | None = None, tf32: bool = False,
-        aggregator: type[WeightedMean] = WeightedMean) -> History:
+        aggregator: type[WeightedMean] = WeightedMean, cuda_graphs: bool = True) -> History:
     """Train `epochs` epochs (from `initial_epoch`, or from `resume`) and return the History. Keras' `fit`.
 
     `metrics` are reported for training and validation; `val_metrics`, when given, for validation only.
     `amp` ("bf16" / "fp16") autocasts the forward pass and loss, `tf32` allows TF32 on GPUs (both off by
     default: they break parity); the flags are `fastpaths.numerics`', restored when fit returns.
     `aggregator` sums the epoch's metrics (under torchrun: `distributed.SyncedMean`, over every rank).
+    `cuda_graphs`: on CUDA, replay the step from a CUDA graph where that is proven to give eager's numbers.
     Callbacks' `on_train_end` and the model's train/eval mode are restored however the loop ends.
     """
     metrics = dict(metrics or {})
@@ -112,6 +138,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
         initial_epoch = resume.epoch
         if resume.scaler and scaler.is_enabled():
             scaler.load_state_dict(resume.scaler)
+    step_fn = _graphed(train_step(model, optimizer, loss_fn, metrics, scaler, device, amp), model, optimizer,
+                       device, amp, cuda_graphs)
     was_training = model.training
     with numerics(device, tf32):  # TF32 as asked; deterministic cuDNN on CUDA; the caller's flags after
         try:
@@ -130,15 +158,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
                     cb.on_epoch_begin(epoch)
                 model.train()
                 for step, (x, y) in itertools.islice(enumerate(train_loader), skip, None):
-                    with autocast(device, amp):
-                        outputs = model(x)
-                        loss = loss_fn(outputs, y)
-                    optimizer.zero_grad(set_to_none=True)
                     share = getattr(train_loader, "grad_scale", 1.0)  # torchrun: this rank's share of the batch
-                    scaler.scale(loss if share == 1.0 else loss * share).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    agg.update(_batch_values(outputs, y, loss, metrics), batch_size(x), step)
+                    agg.update(step_fn(x, y, share), batch_size(x), step)
                     for cb in callbacks:
                         cb.on_train_batch_end(step, agg)
                 bad = agg.bad_step()

@@ -33,6 +33,7 @@ class FitConfig:
     lr: float | None = None
     loss: str | None = None
     metrics: list[str] | None = None
+    cuda_graphs: bool = field(default=True, compare=False)  # proven equal to eager before use: not numerics
     out: str = field(default="runs/fit", compare=False)
     verbose: int = field(default=2, compare=False)
     checkpoint_dir: str | None = field(default=None, compare=False)
@@ -244,7 +245,7 @@ def run(cfg: FitConfig) -> dict:
                                       group=group))
     engine.fit(distributed.wrap(model, group, device), optimizer, compiled.loss, train_loader, cfg.epochs,
                metrics=compiled.metrics, val_loader=val_loader, verbose=verbose, history=history,
-               callbacks=callbacks, resume=resume,
+               callbacks=callbacks, resume=resume, cuda_graphs=cfg.cuda_graphs,
                aggregator=distributed.SyncedMean if group.active else engine.WeightedMean)
 
     h = history.history

@@ -132,7 +132,7 @@ class KerasOptimizer(torch.optim.Optimizer):
         if group["global_clipnorm"]:
             c = group["global_clipnorm"]
             norm = torch.stack([g.square().sum() for g in grads]).sum().sqrt()
-            scale = c * torch.minimum(1.0 / norm, torch.tensor(1.0 / c, dtype=norm.dtype, device=norm.device))
+            scale = c * (1.0 / norm).clamp(max=1.0 / c)  # Keras: c * min(1 / norm, 1 / c); no host tensor
             return [g * scale for g in grads]
         if group["clipvalue"]:
             v = group["clipvalue"]
@@ -140,6 +140,11 @@ class KerasOptimizer(torch.optim.Optimizer):
         return grads
 
     _step_supports_amp_scaling = True
+
+    def graph_safe(self) -> bool:
+        """Whether a step reads no host value that changes from step to step, so a CUDA graph of it stays
+        right on replay. Keras' bias corrections and schedules read the iteration count: not by default."""
+        return False
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -221,6 +226,9 @@ class KerasSGD(KerasOptimizer):
         options.setdefault("lr_dtype", "float64")  # the seed ports hold lr as a Python float (exact in both)
         super().__init__(params, learning_rate, momentum=_f32(momentum), nesterov=bool(nesterov),
                          decay=float(decay), foreach=foreach, **options)
+
+    def graph_safe(self) -> bool:
+        return all(not isinstance(g["lr"], dict) and not g["decay"] for g in self.param_groups)
 
     @staticmethod
     def current_lr(group) -> float:
