@@ -18,10 +18,13 @@ def keep_mask(shape, rate: float, device=None) -> torch.Tensor:
     n = 1
     for d in shape:
         n *= d
-    words = torch.empty(-(-n // 3), dtype=torch.int64, device=device).random_(0, 2 ** 48)  # 3 x 16 bits each
-    lanes = words.view(torch.int16).view(-1, 4)[:, :3]  # little-endian: lane 3 holds the (zero) top bits
-    threshold = round(rate * 65536) - 32768              # int16 lanes are uniform on [-32768, 32767]
-    return (lanes >= threshold).reshape(-1)[:n].view(shape)
+    # all 64 bits random (torch's full-range path for from=-2**63): 4 lanes of 16 bits per word. (3 lanes from
+    # random_(0, 2**48) drew a third more words and copied a strided mask: 3.4-3.9 vs 2.5-3.0 ms for the
+    # first layer's ReLU+dropout forward and backward at batch 32, 2-core CPU.)
+    words = torch.empty(-(-n // 4), dtype=torch.int64, device=device).random_(-2 ** 63, None)
+    lanes = words.view(torch.int16)[:n]
+    threshold = round(rate * 65536) - 32768  # int16 lanes are uniform on [-32768, 32767]
+    return (lanes >= threshold).view(shape)
 
 
 class Dropout(nn.Dropout):
