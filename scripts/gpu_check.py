@@ -25,7 +25,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from torchport import engine
 from torchport.callbacks import Callback
@@ -68,7 +67,7 @@ def _setup(device, n_steps, dropout=True, channels_last=True, seed=7):
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loader = make_loader(x, y, 32, device, shuffle=True, seed=seed)
     if not channels_last:
-        loader.transform = lambda a, b: (a.float().div_(255), F.one_hot(b.long(), 10).float())
+        loader.transform = lambda a, b: (a.permute(0, 3, 1, 2).float().div_(255).contiguous(), b)
     return model, KerasSGD(model.parameters(), learning_rate=0.01, momentum=0.9), loader
 
 

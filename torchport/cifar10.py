@@ -99,23 +99,23 @@ def to_model_input(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
-def scale_and_one_hot(x, y, dtype=torch.float32):
-    """The script's `X / 255.0` and `to_categorical(y)`, done per batch on the device from uint8.
-
-    The images come out channels-last in memory (still NCHW in shape): the convolutions run faster so
-    on CPU (38 vs 47 ms/step at batch 32 on a 2-core machine) and on GPUs with tensor cores.
-    """
-    x = x.to(dtype).div_(255).contiguous(memory_format=torch.channels_last)
-    return x, F.one_hot(y.long(), NUM_CLASSES).to(dtype)
+def scale_images(x, y, dtype=torch.float32):
+    """The script's `X / 255.0`, done per batch on the device from uint8 NHWC: the permute makes the batch
+    NCHW in shape and channels-last in memory for free (the convolutions run faster so: 38 vs 47 ms/step at
+    batch 32 on a 2-core CPU, and on GPUs with tensor cores)."""
+    return x.permute(0, 3, 1, 2).to(dtype).div_(255), y
 
 
 def make_loader(x: np.ndarray, y: np.ndarray, batch_size: int, device="cpu", shuffle: bool = False, seed=None,
                 dtype=torch.float32, shard: tuple[int, int] = (0, 1)):
-    """A tensor-resident loader over Keras-layout arrays: uint8 NCHW on `device`, scaled per batch
-    (`shard`: this process' (rank, world) under torchrun)."""
-    xt = to_model_input(x).to(device)
-    yt = torch.from_numpy(np.asarray(y).reshape(-1).astype(np.int64)).to(device)
-    transform = scale_and_one_hot if dtype == torch.float32 else functools.partial(scale_and_one_hot, dtype=dtype)
+    """A tensor-resident loader over Keras-layout arrays (`shard`: this process' (rank, world) under torchrun).
+
+    The images stay uint8 and NHWC, as Keras holds them, and are scaled per batch; the labels are one-hot
+    once, as the script's `to_categorical` does, so a batch's targets are a row lookup."""
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    labels = torch.from_numpy(np.asarray(y).reshape(-1).astype(np.int64))
+    yt = F.one_hot(labels, NUM_CLASSES).to(dtype).to(device)
+    transform = scale_images if dtype == torch.float32 else functools.partial(scale_images, dtype=dtype)
     return TensorLoader(xt, yt, batch_size, shuffle=shuffle, transform=transform, seed=seed, shard=shard)
 
 
