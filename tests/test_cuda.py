@@ -25,7 +25,8 @@ def cuda():
 
 
 def test_no_host_sync_in_100_training_steps(gc, cuda):
-    assert gc.sync_audit(cuda).startswith("no synchronisation")
+    assert gc.sync_audit(cuda).startswith("no synchronisation")  # the CUDA-graph step
+    assert gc.sync_audit(cuda, cuda_graphs=False).startswith("no synchronisation")
     if torch.cuda.get_device_capability(cuda)[0] >= 8:
         assert gc.sync_audit(cuda, "bf16").startswith("no synchronisation")
 
@@ -54,8 +55,20 @@ def test_tf32_is_off_inside_fit_and_the_users_flags_come_back(cuda):
     assert _flags() == before
 
 
-def test_two_runs_are_bit_identical(gc, cuda):
-    assert gc.determinism(cuda, 100)
+def test_two_runs_are_bit_identical_and_the_cuda_graph_is_eager_bit_for_bit(gc, cuda):
+    assert gc.determinism(cuda, 100) == {"two runs": True, "CUDA graph vs eager": True}
+
+
+def test_the_seed_step_is_graphed_on_cuda(gc, cuda, monkeypatch):
+    from torchport import cuda_graphs, engine
+    from torchport.keras_compat import categorical_crossentropy
+
+    made, init = [], cuda_graphs.GraphedStep.__init__
+    monkeypatch.setattr(cuda_graphs.GraphedStep, "__init__", lambda self, *a, **kw: (init(self, *a, **kw),
+                                                                                     made.append(self))[0])
+    model, opt, loader = gc._setup(cuda, 20)
+    engine.fit(model, opt, categorical_crossentropy, loader, 1, verbose=0)
+    assert len(made) == 1 and not made[0].disabled and len(made[0].graphs) == 1
 
 
 def test_resume_after_sigint_and_sigkill_and_a_gpu_file_on_a_cpu(gc, cuda):
