@@ -221,3 +221,18 @@ def resume_run(directory: str | None, resume: bool, config: dict, model, optimiz
     print(f"Resuming after epoch {point.epoch} (+{point.step} steps) from {directory}")
     set_rng_state(state["rng"], next(model.parameters()).device)
     return state, point
+
+
+def keras_checkpoints(cfg, config: dict, model, optimizer, train_loader, history, group=None):
+    """A Keras-style run's checkpoints (`train cifar10`, `fit`): the newest valid one loaded when `cfg.resume`
+    asks (its History too), and the callback writing one after every epoch when `cfg.checkpoint_dir` is set.
+    Returns (the ResumePoint or None, the callbacks)."""
+    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer)
+    if state is not None:
+        history.load_state_dict(state["history"])
+    callbacks = []
+    if cfg.checkpoint_dir:
+        callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
+                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint,
+                                      group=group))
+    return resume, callbacks

@@ -148,7 +148,7 @@ class Cifar10Config:
 def run(cfg: Cifar10Config) -> dict:
     """The Keras script, step for step: load, normalise, build, compile, summary, fit, evaluate."""
     from . import distributed, engine
-    from .checkpoint import Checkpointer, resume_run, run_identity
+    from .checkpoint import keras_checkpoints, run_identity
     from .fastpaths import maybe_compile, training_warmup
     from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
     from .keras_io import save_keras_weights
@@ -182,16 +182,10 @@ def run(cfg: Cifar10Config) -> dict:
         print(model.summary())  # as the seed does: the table, then `None`
 
     # Checkpoints (torchport's addition: a Colab disconnect costs at most one epoch)
-    history, callbacks = engine.History(), []
+    history = engine.History()
     config = {**run_identity(cfg), "n_train": len(X_train)}
     torch.manual_seed(seed + group.rank)  # the training draws (dropout) start from the seed (per rank)...
-    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, sgd)  # ...or a checkpoint's
-    if state is not None:
-        history.load_state_dict(state["history"])
-    if cfg.checkpoint_dir:
-        callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
-                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint,
-                                      group=group))
+    resume, callbacks = keras_checkpoints(cfg, config, model, sgd, train_loader, history, group)  # ...or a checkpoint's
 
     # Fit the model (the fast paths that break parity are opt-in: --tf32, --amp, --compile)
     trained = distributed.wrap(model, group, device)

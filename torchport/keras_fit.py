@@ -217,7 +217,7 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
 
 def run(cfg: FitConfig) -> dict:
     from . import distributed, engine
-    from .checkpoint import Checkpointer, resume_run, run_identity
+    from .checkpoint import keras_checkpoints, run_identity
     from .outputs import OutputSet, save_torch, write_atomic, write_json, write_plot
     from .port import plan_file
     from .porting.writer import keras_archive_bytes, weights_h5_bytes
@@ -233,16 +233,10 @@ def run(cfg: FitConfig) -> dict:
               f"samples" + (f", validating on {len(val_loader.x):,}" if val_loader else "")
               + f": {compiled.describe()}")
 
-    history, callbacks = engine.History(), []
+    history = engine.History()
     config = {**run_identity(cfg), "n_train": len(train_loader.x)}
     torch.manual_seed(cfg.seed + group.rank)  # the training draws (dropout) start from the seed, or a checkpoint's
-    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer)
-    if state is not None:
-        history.load_state_dict(state["history"])
-    if cfg.checkpoint_dir:
-        callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
-                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint,
-                                      group=group))
+    resume, callbacks = keras_checkpoints(cfg, config, model, optimizer, train_loader, history, group)
     engine.fit(distributed.wrap(model, group, device), optimizer, compiled.loss, train_loader, cfg.epochs,
                metrics=compiled.metrics, val_loader=val_loader, verbose=verbose, history=history,
                callbacks=callbacks, resume=resume, cuda_graphs=cfg.cuda_graphs,
