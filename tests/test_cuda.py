@@ -84,3 +84,21 @@ def test_checkpoints_keep_only_the_training_gpus_rng(cuda):
     first = torch.rand(3, device=cuda)
     set_rng_state(state, cuda)
     assert torch.equal(torch.rand(3, device=cuda), first)
+
+
+def test_a_step_that_syncs_falls_back_to_eager_and_trains_on(gc, cuda):
+    from torchport import engine
+    from torchport.keras_compat import categorical_crossentropy
+
+    def syncing_loss(out, y):
+        loss = categorical_crossentropy(out, y)
+        float(loss)  # a host sync: refused at the warm-up, before any capture
+        return loss
+
+    runs = []
+    for graphs in (True, False):
+        model, opt, loader = gc._setup(cuda, 20)
+        torch.manual_seed(7)
+        engine.fit(model, opt, syncing_loss, loader, 1, verbose=0, cuda_graphs=graphs)
+        runs.append([p.detach().cpu() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))

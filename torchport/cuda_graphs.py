@@ -22,31 +22,71 @@ import sys
 
 import torch
 
+from .errors import CudaGraphError
+
 MAX_GRAPHS = 2
+MAX_RECAPTURES = 3  # host values changed this often (a per-step schedule?): the graphs cost more than they save
+
+
+def _first_line(e: BaseException) -> str:
+    cause = e.__context__ if e.__context__ is not None and "previous error" in str(e) else e
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:120]
 
 
 class CudaBackend:
-    """Capture and replay with torch.cuda.CUDAGraph."""
+    """Capture and replay with torch.cuda.CUDAGraph, on the run's device (not the current one)."""
 
     def __init__(self, device: torch.device):
         self.device = device
 
-    def warmup_stream(self):
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
+    @contextlib.contextmanager
+    def warmup(self):
+        """A side stream (as torch's docs ask before a capture), with host syncs turned into errors: a step
+        that syncs fails here, eagerly and harmlessly, instead of inside the capture."""
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            mode = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                with torch.cuda.stream(stream):
+                    yield
+            finally:
+                torch.cuda.set_sync_debug_mode(mode)
+                torch.cuda.current_stream().wait_stream(stream)
 
-        @contextlib.contextmanager
-        def ctx():
-            with torch.cuda.stream(stream):
-                yield
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-        return ctx()
-
-    def capture(self, fn, host_state):
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = fn()
+    def capture(self, fn, host):
+        with torch.cuda.device(self.device):
+            before = torch.cuda.current_stream()
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    out = fn()
+            except Exception as e:
+                self._recover(before, e)
+                raise
         return graph, out
+
+    def _recover(self, stream, error) -> None:
+        """A capture that raised skips parts of its clean-up (the stream, the RNG's capture state): put the
+        stream back and run one trivial capture that succeeds; if CUDA still fails, the run cannot go on."""
+        try:
+            torch.cuda.set_stream(stream)
+            probe = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(probe):
+                torch.rand(1, device=self.device)
+            torch.rand(1, device=self.device)
+            torch.cuda.synchronize(self.device)
+        except Exception as e:
+            raise CudaGraphError(f"a failed CUDA graph capture ({_first_line(error)}) left CUDA unusable "
+                                 f"({_first_line(e)}): rerun with --no-cuda-graphs") from e
+
+    def replay(self, graph) -> None:
+        if self.device.index is None or self.device.index == torch.cuda.current_device():
+            graph.replay()
+        else:
+            with torch.cuda.device(self.device):
+                graph.replay()
 
     def get_rng(self):
         return torch.cuda.get_rng_state(self.device)
@@ -56,32 +96,40 @@ class CudaBackend:
 
 
 class EmulatedBackend:
-    """A stand-in for tests on machines without CUDA: 'replay' calls the step on the static buffers.
+    """A stand-in for tests on machines without CUDA: 'replay' calls the step on the static buffers, with
+    the host's Python values as they were at capture (a graph bakes them in) and put back afterwards.
 
-    Everything around the graph (static buffers, shape keys, the proof step, counters, falling back) runs
-    as it does on CUDA; only the recording itself is not exercised.
+    Everything around the graph (static buffers, shape keys, the proof, counters, host checks, falling
+    back) runs as it does on CUDA; only the recording itself is not exercised.
     """
 
     def __init__(self, device: torch.device):
         self.device = device
 
-    def warmup_stream(self):
+    def warmup(self):
         return contextlib.nullcontext()
 
-    def capture(self, fn, host_state):
-        get, put = host_state
+    def capture(self, fn, host):
+        get, put = host
+        baked = get()
 
         class Replay:
             def __init__(self):
                 self.out = fn()
 
-            def replay(self):  # like a real replay, it leaves the host's Python state alone
-                saved = get()
-                self.out.copy_(fn())
-                put(saved, 0)
+            def replay(self):
+                now = get()
+                put(baked)
+                try:
+                    self.out.copy_(fn())
+                finally:
+                    put(now)
 
         graph = Replay()
         return graph, graph.out
+
+    def replay(self, graph) -> None:
+        graph.replay()
 
     def get_rng(self):
         return torch.get_rng_state()
@@ -110,17 +158,30 @@ def why_not(model, optimizer, amp) -> str | None:
 
 
 class GraphedStep:
-    """`step(x, y, share) -> batch values`, replayed from CUDA graphs once proven equal to eager."""
+    """`step(x, y, share) -> batch values`, replayed from CUDA graphs once proven equal to eager.
+
+    The values returned by a replay are the graph's static output, overwritten by the next replay (the
+    engine copies them into its epoch buffer at once). After a replay `p.grad` is not updated (the graph
+    writes the gradients to its own memory): read gradients from an eager step, not from a graphed one.
+    """
 
     def __init__(self, step, model, optimizer, backend, warn=None):
         self.step, self.model, self.optimizer, self.backend = step, model, optimizer, backend
         self.graphs: dict = {}
+        self.host_key = None
+        self.recaptures = 0
         self.disabled = False
         self.warn = warn or (lambda m: print(m, file=sys.stderr))
 
     def __call__(self, x, y, share: float = 1.0):
         if self.disabled or not (torch.is_tensor(x) and torch.is_tensor(y)):
             return self.step(x, y, share)
+        if self.graphs and self._host_key() != self.host_key:  # a callback changed the lr, state was reloaded...
+            self.graphs.clear()
+            self.recaptures += 1
+            if self.recaptures > MAX_RECAPTURES:
+                self._give_up("the optimizer's settings or tensors keep changing between steps")
+                return self.step(x, y, share)
         key = (tuple(x.shape), x.dtype, x.stride(), tuple(y.shape), y.dtype, float(share))
         entry = self.graphs.get(key)
         if entry is None:
@@ -131,9 +192,15 @@ class GraphedStep:
         sx.copy_(x)
         sy.copy_(y)
         counters = self._counters()
-        graph.replay()
+        self.backend.replay(graph)
         self._set_counters(counters, 1)
         return out
+
+    def _give_up(self, why: str, values=None):
+        self.disabled = True
+        self.graphs.clear()
+        self.warn(f"torchport: CUDA graphs off for this run: {why}; running eagerly")
+        return values
 
     # -- the proof: eager once, capture, replay the same batch from the same state, compare --
     def _capture(self, key, x, y, share):
@@ -142,24 +209,24 @@ class GraphedStep:
         after = self._snapshot()
         try:
             sx, sy = x.detach().clone(), y.detach().clone()
-            with self.backend.warmup_stream():
+            with self.backend.warmup():
                 self._restore(before)
                 self.step(sx, sy, share)
             self._restore(before)
-            graph, out = self.backend.capture(lambda: self.step(sx, sy, share),
-                                              (self._counters, self._set_counters))
+            graph, out = self.backend.capture(lambda: self.step(sx, sy, share), (self._host_get, self._host_put))
             self._restore(before)
-            graph.replay()
+            self.backend.replay(graph)
             differs = self._differs(after, out, values)
+        except CudaGraphError:
+            raise
         except Exception as e:  # an op that cannot be captured, a sync inside the step, out of memory...
-            differs = f"capture failed ({(str(e).strip().splitlines() or [type(e).__name__])[0][:120]})"
+            differs = f"the step cannot be captured ({_first_line(e)})"
         if differs:
             self._restore(after)
-            self.disabled = True
-            self.warn(f"torchport: CUDA graphs off for this run: {differs}; running eagerly")
-            return values
+            return self._give_up(differs, values)
         self._set_counters(before["counters"], 1)
         self.graphs[key] = (graph, sx, sy, out)
+        self.host_key = self._host_key()
         return out
 
     def _tensors(self) -> list[torch.Tensor]:
@@ -168,6 +235,20 @@ class GraphedStep:
         for p in live[:]:
             live += [t for t in self.optimizer.state.get(p, {}).values() if torch.is_tensor(t)]
         return live
+
+    def _host_key(self):
+        """What a graph baked in from the host: the optimizer's settings, the memory of every tensor it
+        touches, the model's mode."""
+        groups = [sorted((k, repr(v)) for k, v in g.items() if k not in ("params", "iterations"))
+                  for g in self.optimizer.param_groups]
+        return groups, [t.data_ptr() for t in self._tensors()], self.model.training
+
+    def _host_get(self) -> list[dict]:
+        return [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+
+    def _host_put(self, values: list[dict]) -> None:
+        for g, v in zip(self.optimizer.param_groups, values, strict=True):
+            g.update(v)
 
     def _snapshot(self) -> dict:
         return {"tensors": {id(t): t.detach().clone() for t in self._tensors()}, "counters": self._counters(),

@@ -29,6 +29,10 @@ class NonFiniteLossError(TorchportError):
         self.epoch, self.step = epoch, step
 
 
+class CudaGraphError(TorchportError):
+    """A failed CUDA graph capture left CUDA in a state the run cannot continue from."""
+
+
 class ModelFileError(DataError):
     """A Keras model file that cannot be read: not a model, truncated, corrupt, inconsistent or hostile."""
 
