@@ -37,3 +37,28 @@ def test_bytes_floor_counts_parameters_and_activations_of_the_seed_model():
     params = 4_210_090
     activations = 3 * 32 * 32 * 32 * 32 + 2 * 16 * 16 * 32 * 32 + 2 * 512 * 32 + 10 * 32  # per layer, batch 32
     assert training_bytes(SimpleCNN(), torch.zeros(32, 3, 32, 32)) == 4.0 * (8 * params + 4 * activations)
+
+
+def test_the_seeds_gpu_table_projects_its_published_figures(monkeypatch):
+    """On CUDA `bench` adds the seed's CPU-vs-GPU table. Its projection of the seed's own published figures
+    must give back the seed's log: 125 ms/step -> 196 s/epoch, 4 ms/step -> 6-7 s/epoch."""
+    from torchport import bench
+
+    calls = []
+
+    def fake(kind, hide_gpus=False, **kw):
+        calls.append((kind, hide_gpus, kw.get("device"), kw.get("cuda_graphs", True)))
+        return {"ms_per_step": {"torchport": 1.5 if kw.get("device") == "cuda" else 27.0, "keras": 30.0}[kind]}
+    monkeypatch.setattr(bench, "_in_subprocess", fake)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    res = {"torchport": {"ms_per_step": 0.9, "max_memory_allocated_mb": 150.0}, "floor_ms_per_step": 0.05,
+           "keras": {"ms_per_step": 3.0, "gpu": True}}
+    table = bench._seed_table(None, res, 400, 20, 40, with_keras=True)
+    assert ("torchport", False, "cuda", False) in calls and ("keras", True, None, True) in calls  # eager; TF on CPU
+    assert table["ms_per_step"] == {"torchport GPU, CUDA graph": 0.9, "torchport GPU, eager": 1.5,
+                                    "torchport CPU": 27.0, "Keras GPU": 3.0, "Keras CPU": 30.0,
+                                    "Keras CPU (seed, published)": 125.0, "Keras GPU (seed, published, Colab)": 4.0}
+    md = "\n".join(bench.format_seed_table(table))
+    assert "| Keras CPU (seed, published) | 125.00 | 195.4 | 4884 |" in md  # the seed's log: 196 s/epoch
+    assert "| Keras GPU (seed, published, Colab) | 4.00 | 6.3 |" in md         # the seed's log: 6-7 s/epoch
+    assert "| torchport GPU, CUDA graph | 0.90 | 1.4 | 35 |" in md and "peak GPU memory 150 MiB" in md
