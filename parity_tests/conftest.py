@@ -10,3 +10,20 @@ def keras():
         pytest.skip("parity tests need TensorFlow: pip install -e '.[keras]'")
     from torchport.keras_env import import_keras
     return import_keras()
+
+
+@pytest.fixture(autouse=True)
+def _seeded(request):
+    """Every parity test starts from the same Keras, TensorFlow, numpy, Python and torch draws, whatever ran
+    before it in the session (a test that builds a Keras model with Keras' own initializers gets the same
+    weights in every run)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    if "keras" in request.fixturenames:
+        request.getfixturevalue("keras").utils.set_random_seed(0)

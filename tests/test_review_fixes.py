@@ -102,6 +102,26 @@ def test_a_failed_fit_restores_signal_handlers_mode_and_closes_the_bar(tmp_path)
     assert bar.bar is None      # closed
 
 
+def test_a_callback_failing_at_train_end_does_not_keep_the_others_from_cleaning_up(tmp_path):
+    class Broken(engine.Callback):
+        def on_train_end(self, logs=None):
+            raise RuntimeError("callback broke")
+
+    m = torch.nn.Linear(1, 2)
+    data = TensorLoader(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long), 1)
+    before = signal.getsignal(signal.SIGINT)
+    m.eval()
+    with pytest.raises(RuntimeError, match="callback broke"):  # the loop itself finished: the callback's error
+        engine.fit(m, torch.optim.SGD(m.parameters(), 0.1), F.cross_entropy, data, 1, verbose=0,
+                   callbacks=[Broken(), Checkpointer(str(tmp_path), {}, data)])
+    assert signal.getsignal(signal.SIGINT) == before and m.training is False
+    bad = TensorLoader(torch.tensor([[float("nan")]]), torch.zeros(1, dtype=torch.long), 1)
+    with pytest.raises(NonFiniteLossError):  # the loop failed: its own error, not the callback's
+        engine.fit(m, torch.optim.SGD(m.parameters(), 0.1), F.cross_entropy, bad, 1, verbose=0,
+                   callbacks=[Broken(), Checkpointer(str(tmp_path), {}, bad)])
+    assert signal.getsignal(signal.SIGINT) == before and m.training is False
+
+
 def test_a_failed_evaluate_restores_the_mode():
     class Broken(torch.nn.Module):
         def forward(self, x):
@@ -133,6 +153,29 @@ def test_a_checkpoint_whose_optimizer_part_fails_leaves_the_model_untouched(tmp_
     assert load_latest(str(tmp_path), {"run": 1}, fresh, KerasSGD(fresh.parameters(), momentum=0.9),
                        warn=warnings.append) is None
     assert "skipping checkpoint" in warnings[0]
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize("part", ["resume", "rng", "history"])
+def test_a_checkpoint_with_a_broken_resume_rng_or_history_part_is_skipped_before_loading(tmp_path, part):
+    from torchport.checkpoint import resume_run
+
+    torch.manual_seed(0)
+    m = torch.nn.Linear(3, 2)
+    opt = KerasSGD(m.parameters(), learning_rate=0.1, momentum=0.9)
+    data = TensorLoader(torch.rand(4, 3), torch.eye(2)[[0, 1, 0, 1]], 2)
+    history = engine.History()
+    engine.fit(m, opt, categorical_crossentropy, data, 1, verbose=0, history=history,
+               callbacks=[Checkpointer(str(tmp_path), {"run": 1}, data,
+                                       extra=lambda: {"history": history.state_dict()})])
+    path = tmp_path / "epoch-0001.pt"
+    state = torch.load(path, weights_only=True)
+    state[part] = {"resume": {"epoch": "one"}, "rng": {"torch": 3}, "history": [1, 2]}[part]
+    torch.save(state, path)
+    fresh = torch.nn.Linear(3, 2)
+    before = copy.deepcopy(fresh.state_dict())
+    assert resume_run(str(tmp_path), True, {"run": 1}, fresh, KerasSGD(fresh.parameters(), momentum=0.9),
+                      needs={"history": lambda h: engine.History().load_state_dict(h)}) == (None, None)
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in before.items())
 
 
@@ -182,3 +225,25 @@ def test_engine_and_progbar_import_without_a_cycle():
     assert r.returncode == 0, r.stderr
     src = (ROOT / "torchport" / "keras_compat" / "progbar.py").read_text()
     assert "from ..engine" not in src and "from ..callbacks import Callback" in src
+
+
+# house: the CLI's defaults are the config dataclasses' own ----------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["train", "mnist"], ["train", "cifar10"], ["fit", "m.keras", "--data", "d.npz"]])
+def test_cli_defaults_are_the_config_dataclasses_defaults(argv):
+    import dataclasses
+
+    from torchport.cifar10 import Cifar10Config
+    from torchport.cli import build_parser, config_from_args
+    from torchport.keras_fit import FitConfig
+    from torchport.mnist import MnistConfig
+
+    cls = {"mnist": MnistConfig, "cifar10": Cifar10Config, "m.keras": FitConfig}[argv[1]]
+    args = build_parser().parse_args(argv)
+    got = config_from_args(cls, args)
+    want = cls(**({"model": "m.keras", "data": "d.npz"} if cls is FitConfig else {}))
+    differing = [f.name for f in dataclasses.fields(cls) if f.name not in ("device", "out")
+                 and getattr(got, f.name) != getattr(want, f.name)]
+    assert differing == []
+    if cls is not FitConfig:  # fit's default folder is runs/fit/<file name>, set after parsing
+        assert got.out == want.out

@@ -3,17 +3,39 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import importlib.util
 import io
+import json
 import os
+import resource
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import engine
+from .callbacks import Callback
+from .cifar10 import Cifar10Config, SimpleCNN, load_data, make_loader
+from .datasets.cifar import find_cifar
+from .datasets.idx import find_mnist_files
+from .errors import UsageError
+from .fastpaths import numerics
+from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
+from .keras_env import import_keras
+from .mnist import MnistConfig, MnistModel, train_tutorial
+from .originals import mnist_notebook as nb
+from .originals.keras_models import keras_cifar
+from .outputs import write_atomic
 
 
 def _decompressed_torchvision_root(data_dir: str) -> str:
     """A temp root with `MNIST/raw/` holding the decompressed idx files, as torchvision reads them."""
-    from .datasets.idx import find_mnist_files
-
     files = find_mnist_files(data_dir)
     root = tempfile.mkdtemp(prefix="torchport-mnist-")
     raw = os.path.join(root, "MNIST", "raw")
@@ -29,11 +51,6 @@ def _decompressed_torchvision_root(data_dir: str) -> str:
 def bench_mnist(data_dir: str, device, epochs: list[int] | None = None) -> dict:
     """The full tutorial run twice in this process: torchport, then the notebook's own pipeline and loops.
     The settings are the port's own defaults (`MnistConfig`); `epochs` shortens the phases."""
-    import torch
-
-    from .mnist import MnistConfig, MnistModel, train_tutorial
-    from .originals import mnist_notebook as nb
-
     cfg = MnistConfig(data_dir=data_dir, device=str(device))
     if epochs is not None:
         cfg.epochs = list(epochs)
@@ -71,9 +88,6 @@ def training_flops(model, example) -> tuple[float, float]:
     Backward costs twice the forward (input and weight gradients), less the input gradient of the first
     layer, which nothing needs.
     """
-    import torch
-    import torch.nn as nn
-
     macs = []
 
     def hook(mod, inp, out):
@@ -95,8 +109,6 @@ def training_bytes(model, example) -> float:
     """The bytes a training step must move at least, in float32: every parameter read by the forward
     pass and by the backward pass, its gradient written, and the update's 3 reads and 2 writes (8
     passes); every activation written forward, read and its gradient written and read backward (4)."""
-    import torch
-
     params = sum(p.numel() for p in model.parameters())
     acts = []
     hooks = [m.register_forward_hook(lambda mod, i, o: acts.append(o.numel()))
@@ -110,8 +122,6 @@ def training_bytes(model, example) -> float:
 
 def bandwidth_bytes_per_s(device, mib: int = 256, seconds: float = 1.0) -> float:
     """This machine's memory bandwidth: a large copy (read + write), best of the repeats in `seconds`."""
-    import torch
-
     src = torch.ones(mib * 2**18, device=device)  # mib MiB of float32
     dst = torch.empty_like(src)
     dst.copy_(src)
@@ -127,8 +137,6 @@ def bandwidth_bytes_per_s(device, mib: int = 256, seconds: float = 1.0) -> float
 
 def matmul_flops_per_s(device, n: int = 2048, seconds: float = 2.0) -> float:
     """This machine's fp32 matmul rate with torch: the yardstick of the FLOP floor."""
-    import torch
-
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
@@ -142,7 +150,6 @@ def matmul_flops_per_s(device, n: int = 2048, seconds: float = 2.0) -> float:
 
 
 def _sync(device) -> None:
-    import torch
 
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -150,15 +157,12 @@ def _sync(device) -> None:
 
 def _median_window_ms(stamps: list[float], window: int, warmup: int) -> float:
     """Median ms/step over consecutive windows of `window` steps, after `warmup` steps."""
-    import statistics
-
     s = stamps[warmup:]
     windows = [(s[i + window] - s[i]) / window for i in range(0, len(s) - window, window)]
     return 1e3 * statistics.median(windows)
 
 
 def _peak_rss_mb() -> float:
-    import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -175,8 +179,6 @@ def _inference_split(n_test: int, batch: int) -> tuple[int, int]:
 def _tiled(x, y, n: int):
     """The first n samples, repeating the set when it is smaller (the bundled sample on a GPU machine):
     the time of a step does not depend on the pixels."""
-    import numpy as np
-
     reps = -(-n // len(x))
     return (np.concatenate([x] * reps)[:n], np.concatenate([y] * reps)[:n]) if reps > 1 else (x[:n], y[:n])
 
@@ -184,16 +186,6 @@ def _tiled(x, y, n: int):
 def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str, cuda_graphs: bool = True) -> dict:
     """A real training run's process: data resident as uint8, the seed's model, KerasSGD, the engine
     (on CUDA: the whole step as a CUDA graph, or eager with `cuda_graphs=False`)."""
-    import contextlib
-    import io
-
-    import torch
-
-    from . import engine
-    from .callbacks import Callback
-    from .cifar10 import Cifar10Config, SimpleCNN, load_data, make_loader
-    from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
-
     cfg = Cifar10Config()  # the port's defaults: batch 32, lr 0.01, momentum 0.9, seed 7
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
@@ -236,13 +228,6 @@ def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str
 
 def worker_keras(data_dir, steps: int, window: int, warmup: int) -> dict:
     """The seed's script in its own process: float32 arrays, to_categorical, model.fit at batch 32."""
-    import contextlib
-    import io
-
-    from .cifar10 import Cifar10Config, load_data
-    from .keras_env import import_keras
-    from .originals.keras_models import keras_cifar
-
     cfg = Cifar10Config()
     keras = import_keras()
     with contextlib.redirect_stderr(io.StringIO()):
@@ -276,10 +261,6 @@ def worker_keras(data_dir, steps: int, window: int, warmup: int) -> dict:
 
 def _in_subprocess(kind: str, hide_gpus: bool = False, **kw) -> dict:
     """Run a worker in a fresh interpreter so its peak memory is its own (`hide_gpus`: TensorFlow on CPU)."""
-    import json
-    import subprocess
-    import sys
-
     code = (f"import json, sys; from torchport import bench; "
             f"print('RESULT' + json.dumps(bench.worker_{kind}(**json.loads(sys.argv[1]))))")
     p = subprocess.run([sys.executable, "-c", code, json.dumps(kw)], capture_output=True, text=True,
@@ -292,15 +273,11 @@ def _in_subprocess(kind: str, hide_gpus: bool = False, **kw) -> dict:
 
 
 def run_bench(cifar_dir, mnist_dir, device, quick: bool = False, with_keras: bool = True) -> dict:
-    import importlib.util
 
-    import torch
 
-    from .cifar10 import SimpleCNN
 
     steps, window, warmup = (60, 10, 20) if quick else (400, 20, 40)
     fwd, train = training_flops(SimpleCNN(), torch.zeros(32, 3, 32, 32))
-    from .fastpaths import numerics
 
     with numerics(device):  # the fp32 floor: TF32 off, as the runs
         rate = matmul_flops_per_s(device, n=4096 if torch.device(device).type == "cuda" else 2048,
@@ -334,8 +311,6 @@ SEED_PUBLISHED = {"Keras CPU (seed, published)": 125.0, "Keras GPU (seed, publis
 
 def _seed_table(cifar_dir, res, steps, window, warmup, with_keras) -> dict:
     """The seed's CPU-vs-GPU comparison on this machine: ms/step for each engine on each device."""
-    import importlib.util
-
     rows = {"torchport GPU, CUDA graph": res["torchport"]["ms_per_step"]}
     eager = _in_subprocess("torchport", data_dir=cifar_dir, steps=steps, window=window, warmup=warmup,
                            device="cuda", cuda_graphs=False)
@@ -398,12 +373,7 @@ def format_markdown(r: dict) -> str:
 
 
 def main(args) -> int:
-    import json
 
-    from .datasets.cifar import find_cifar
-    from .datasets.idx import find_mnist_files
-    from .errors import UsageError
-    from .outputs import write_atomic
 
     if args.cifar_dir and find_cifar(args.cifar_dir) is None:
         raise UsageError(f"--cifar-dir {args.cifar_dir}: no CIFAR-10 data there")

@@ -24,6 +24,7 @@ import torch
 
 from .callbacks import Callback
 from .device import to_device
+from .distributed import SINGLE, any_rank, unwrap
 from .engine import ResumePoint
 from .errors import CheckpointError, TorchportError
 from .outputs import OutputError, save_torch
@@ -91,7 +92,6 @@ class Checkpointer(Callback):
 
     def __init__(self, directory: str, config: dict, loader, keep: int = 3, epoch_offset: int = 0,
                  extra=lambda: {}, resume_hint: str = "the same command with --resume", group=None):
-        from .distributed import SINGLE
 
         self.directory, self.config, self.loader, self.keep = directory, config, loader, keep
         self.epoch_offset, self.extra, self.resume_hint = epoch_offset, extra, resume_hint
@@ -119,7 +119,6 @@ class Checkpointer(Callback):
 
     def on_train_batch_end(self, step, aggregator):
         if self.group.active:
-            from .distributed import any_rank
             if not any_rank(self.signum is not None):
                 return
             self.signum = self.signum or signal.SIGTERM
@@ -139,7 +138,6 @@ class Checkpointer(Callback):
 
     # -- files --
     def save(self, point: ResumePoint) -> str:
-        from .distributed import unwrap
 
         name = f"epoch-{point.epoch:04d}" + (f"-step-{point.step:06d}" if point.step else "") + ".pt"
         path = os.path.join(self.directory, name)
@@ -172,13 +170,35 @@ def list_checkpoints(directory: str) -> list[str]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def _load_into(state: dict, config: dict, model, optimizer) -> None:
+def _check_parts(state: dict, needs: dict) -> None:
+    """The parts read after the weights are loaded (resume point, RNGs, and what the run `needs`, each with its
+    validator) are checked first: a malformed one skips the checkpoint instead of failing half-loaded."""
+    try:
+        point = ResumePoint(**state["resume"])
+        if not all(isinstance(v, int) and v >= 0 for v in (point.epoch, point.step)):
+            raise ValueError("epoch and step must be whole numbers")
+        rng = state["rng"]
+        if not (torch.is_tensor(rng["torch"]) and rng["torch"].dtype == torch.uint8):
+            raise ValueError("torch generator state")
+        random.Random().setstate(_tuples(rng["python"]))
+        np.random.RandomState().set_state(_numpy_state_from_plain(rng["numpy"]))
+    except Exception as e:
+        raise CheckpointError(f"its resume point or RNG state is malformed ({type(e).__name__}: {e})") from None
+    for name, validate in needs.items():
+        try:
+            validate(state[name])
+        except Exception as e:
+            raise CheckpointError(f"its {name} is missing or malformed ({type(e).__name__}: {e})") from None
+
+
+def _load_into(state: dict, config: dict, model, optimizer, needs: dict | None = None) -> None:
     """Check the checkpoint, then load it; on any failure the model and optimizer are left as they were."""
-    if state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError("unknown checkpoint format")
     if state["config"] != config:
         diff = sorted(k for k in set(config) | set(state["config"]) if config.get(k) != state["config"].get(k))
         raise CheckpointError(f"made by a run with different settings ({', '.join(diff)})")
+    _check_parts(state, needs or {})
     before = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()) if optimizer else None
     try:
         model.load_state_dict(state["model"])
@@ -192,13 +212,14 @@ def _load_into(state: dict, config: dict, model, optimizer) -> None:
         raise
 
 
-def load_latest(directory: str, config: dict, model, optimizer, warn=None) -> dict | None:
-    """Load the newest checkpoint valid for this run into `model` and `optimizer`; return its state."""
+def load_latest(directory: str, config: dict, model, optimizer, warn=None, needs: dict | None = None) -> dict | None:
+    """Load the newest checkpoint valid for this run into `model` and `optimizer`; return its state.
+    `needs` maps the run's own parts of a checkpoint (e.g. "history") to a function that raises on a bad one."""
     warn = warn or (lambda msg: print(f"torchport: warning: {msg}", file=sys.stderr))
     for path in list_checkpoints(directory):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            _load_into(state, config, model, optimizer)
+            _load_into(state, config, model, optimizer, needs)
             return state
         except Exception as e:  # truncated, corrupt, another model or config: try the next older one
             reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
@@ -206,14 +227,14 @@ def load_latest(directory: str, config: dict, model, optimizer, warn=None) -> di
     return None
 
 
-def resume_run(directory: str | None, resume: bool, config: dict, model, optimizer):
+def resume_run(directory: str | None, resume: bool, config: dict, model, optimizer, needs: dict | None = None):
     """`--resume`: load the newest valid checkpoint, put its RNGs back and say so in one line.
 
     Returns (state, ResumePoint), or (None, None) when not resuming or nothing valid was found.
     """
     if not (directory and resume):
         return None, None
-    state = load_latest(directory, config, model, optimizer)
+    state = load_latest(directory, config, model, optimizer, needs=needs)
     if state is None:
         print(f"No valid checkpoint in {directory}: starting from the beginning")
         return None, None
@@ -227,7 +248,8 @@ def keras_checkpoints(cfg, config: dict, model, optimizer, train_loader, history
     """A Keras-style run's checkpoints (`train cifar10`, `fit`): the newest valid one loaded when `cfg.resume`
     asks (its History too), and the callback writing one after every epoch when `cfg.checkpoint_dir` is set.
     Returns (the ResumePoint or None, the callbacks)."""
-    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer)
+    needs = {"history": lambda h: type(history)().load_state_dict(h)}  # loads into a throwaway History
+    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer, needs)
     if state is not None:
         history.load_state_dict(state["history"])
     callbacks = []

@@ -15,9 +15,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import distributed, engine
+from .checkpoint import keras_checkpoints, run_identity
+from .datasets.cifar import ARCHIVE_NAME, FOLDER, find_cifar, read_archive, read_cifar10
+from .datasets.fetch import SAMPLE_DIR, locate
 from .device import TensorLoader
+from .fastpaths import maybe_compile, training_warmup
+from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
 from .keras_compat.layers import Dropout
 from .keras_compat.summary import summary as keras_summary
+from .keras_io import save_keras_weights
+from .outputs import OutputSet, save_torch, write_json, write_plot
 
 NUM_CLASSES = 10
 
@@ -79,9 +87,6 @@ class SimpleCNN(nn.Module):
 
 def load_data(data_dir: str | None = None, log=print):
     """Keras' cifar10.load_data(): ((x_train, y_train), (x_test, y_test)), x uint8 (N, 32, 32, 3), y uint8 (N, 1)."""
-    from .datasets.cifar import ARCHIVE_NAME, FOLDER, find_cifar, read_archive, read_cifar10
-    from .datasets.fetch import SAMPLE_DIR, locate
-
     def download(root):
         from torchvision.datasets.utils import download_url
         download_url("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", root, ARCHIVE_NAME)
@@ -147,13 +152,6 @@ class Cifar10Config:
 
 def run(cfg: Cifar10Config) -> dict:
     """The Keras script, step for step: load, normalise, build, compile, summary, fit, evaluate."""
-    from . import distributed, engine
-    from .checkpoint import keras_checkpoints, run_identity
-    from .fastpaths import maybe_compile, training_warmup
-    from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
-    from .keras_io import save_keras_weights
-    from .outputs import OutputSet, save_torch, write_json, write_plot
-
     group, device = distributed.setup(torch.device(cfg.device))  # one process, or one of torchrun's
     verbose = cfg.verbose if group.main else 0
     # fix random seed for reproducibility (the seed script seeds numpy only; we seed torch too)

@@ -69,24 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="run a tutorial port")
     which = train.add_subparsers(dest="tutorial", required=True, parser_class=_Parser)
 
+    from .cifar10 import Cifar10Config
+    from .keras_fit import FitConfig
+    from .mnist import MnistConfig
+
+    M, C, FIT = MnistConfig(), Cifar10Config(), FitConfig(model="", data="")  # the ports' own defaults
+
     m = which.add_parser("mnist", help="the PyTorch MNIST feed-forward tutorial")
-    _common(m, "runs/mnist")
-    m.add_argument("--epochs", type=positive_int, nargs="+", default=[5, 5], help="epochs per phase (5 5)")
-    m.add_argument("--lr", type=positive_float, nargs="+", default=[0.5, 0.1], help="lr per phase (0.5 0.1)")
-    m.add_argument("--batch-size", type=positive_int, default=128)
-    m.add_argument("--val-batch-size", type=positive_int, default=256)
-    m.add_argument("--seed", type=any_int, default=0, help="seed for the split, init and shuffling")
+    _common(m, M.out)
+    m.add_argument("--epochs", type=positive_int, nargs="+", default=M.epochs, help="epochs per phase (5 5)")
+    m.add_argument("--lr", type=positive_float, nargs="+", default=M.lr, help="lr per phase (0.5 0.1)")
+    m.add_argument("--batch-size", type=positive_int, default=M.batch_size)
+    m.add_argument("--val-batch-size", type=positive_int, default=M.val_batch_size)
+    m.add_argument("--seed", type=any_int, default=M.seed, help="seed for the split, init and shuffling")
 
     c = which.add_parser("cifar10", help="the Keras CIFAR-10 CNN tutorial")
-    _common(c, "runs/cifar10")
-    c.add_argument("--epochs", type=positive_int, default=25)
-    c.add_argument("--batch-size", type=positive_int, default=32)
-    c.add_argument("--lr", type=positive_float, default=0.01)
-    c.add_argument("--momentum", type=unit_float, default=0.9)
+    _common(c, C.out)
+    c.add_argument("--epochs", type=positive_int, default=C.epochs)
+    c.add_argument("--batch-size", type=positive_int, default=C.batch_size)
+    c.add_argument("--lr", type=positive_float, default=C.lr)
+    c.add_argument("--momentum", type=unit_float, default=C.momentum)
     c.add_argument("--legacy-decay", action="store_true",
                    help="apply decay=lr/epochs per batch as Keras 2 did (Keras 3, the default, ignores it)")
-    c.add_argument("--seed", type=any_int, default=7)
-    c.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    c.add_argument("--seed", type=any_int, default=C.seed)
+    c.add_argument("--verbose", type=int, choices=[0, 1, 2], default=C.verbose)
     c.add_argument("--amp", choices=["bf16", "fp16"], default=None,
                    help="mixed precision (off by default: it breaks parity with Keras)")
     c.add_argument("--tf32", action="store_true", help="allow TF32 on Ampere+ GPUs (off: it breaks parity)")
@@ -113,20 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="train a Keras model file as Keras' model.fit would, on torchport's engine")
     f.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
     f.add_argument("--data", required=True, help="an .npz with x_train, y_train [, x_test, y_test] in Keras' layout")
-    f.add_argument("--epochs", type=positive_int, default=1)
-    f.add_argument("--batch-size", type=positive_int, default=32)
+    f.add_argument("--epochs", type=positive_int, default=FIT.epochs)
+    f.add_argument("--batch-size", type=positive_int, default=FIT.batch_size)
     f.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep the sample order every epoch")
     f.add_argument("--validation-split", type=open_unit_float, default=None, metavar="F",
                    help="validate on the last fraction F of x_train (as Keras; x_test/y_test take precedence)")
     f.add_argument("--out", default=None, help="output folder (default: runs/fit/<file name>)")
     f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    f.add_argument("--seed", type=any_int, default=0, help="seed for shuffling and dropout")
+    f.add_argument("--seed", type=any_int, default=FIT.seed, help="seed for shuffling and dropout")
     f.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="on CUDA, launch the step's kernels one by one instead of replaying a CUDA graph")
-    f.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    f.add_argument("--verbose", type=int, choices=[0, 1, 2], default=FIT.verbose)
     f.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here")
     f.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
-    f.add_argument("--keep-checkpoints", type=positive_int, default=3, metavar="K", help="keep the newest K (3)")
+    f.add_argument("--keep-checkpoints", type=positive_int, default=FIT.keep_checkpoints, metavar="K",
+                   help="keep the newest K (3)")
     f.add_argument("--optimizer", default=None, help="override the file's optimizer (SGD, Adam, AdamW, RMSprop, "
                    "Adagrad, Adadelta, Adamax, Nadam), with Keras' defaults")
     f.add_argument("--lr", type=positive_float, default=None, help="override the learning rate")

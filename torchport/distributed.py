@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from .means import WeightedMean
 
@@ -40,7 +42,6 @@ _control = None  # a gloo group for the small host-side agreements (stop flags),
 
 def is_main() -> bool:
     """Rank 0, or the only process: the one that prints and writes."""
-    import torch.distributed as dist
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
@@ -54,7 +55,6 @@ def setup(device: torch.device) -> tuple[Group, torch.device]:
     global _control
     if not launched():
         return SINGLE, device
-    import torch.distributed as dist
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
@@ -70,14 +70,11 @@ def setup(device: torch.device) -> tuple[Group, torch.device]:
 def wrap(model: torch.nn.Module, group: Group, device: torch.device) -> torch.nn.Module:
     if not group.active:
         return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module under DDP and torch.compile wrappers (what checkpoints and outputs save)."""
-    from torch.nn.parallel import DistributedDataParallel
-
     while True:
         if isinstance(model, DistributedDataParallel):
             model = model.module
@@ -91,7 +88,6 @@ def any_rank(flag: bool) -> bool:
     """True on every rank if `flag` is true on any (a stop request must stop all ranks at the same step)."""
     if _control is None:
         return flag
-    import torch.distributed as dist
     t = torch.tensor([1 if flag else 0])
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control)
     return bool(t.item())
@@ -102,7 +98,6 @@ class SyncedMean(WeightedMean):
     A progress bar reads `running()`: this rank's own means, without a collective only rank 0 would join."""
 
     def result(self) -> dict[str, float]:
-        import torch.distributed as dist
 
         if self.buffer is None:
             return {}
@@ -117,7 +112,6 @@ class SyncedMean(WeightedMean):
     # A mid-epoch checkpoint holds the global per-step means (every rank's batches combined); on resume
     # rank 0 carries them and the other ranks start their sums from nothing: the totals are the same.
     def state_dict(self) -> dict:
-        import torch.distributed as dist
 
         if self.buffer is None:
             return super().state_dict()
@@ -128,7 +122,6 @@ class SyncedMean(WeightedMean):
         return {"buffer": (sums / w[:, None]).cpu(), "sizes": [int(n) for n in w.tolist()]}
 
     def load_state_dict(self, state: dict, device=None) -> None:
-        import torch.distributed as dist
 
         super().load_state_dict(state, device)
         if dist.get_rank() != 0 and self.buffer is not None:
@@ -142,7 +135,6 @@ class SyncedMean(WeightedMean):
 
 def cleanup() -> None:
     global _control
-    import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     _control = None

@@ -140,7 +140,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
             scaler.load_state_dict(resume.scaler)
     step_fn = _graphed(train_step(model, optimizer, loss_fn, metrics, scaler, device, amp), model, optimizer,
                        device, amp, cuda_graphs)
-    was_training = model.training
+    was_training, finished = model.training, False
     with numerics(device, tf32):  # TF32 as asked; deterministic cuDNN on CUDA; the caller's flags after
         try:
             for cb in callbacks:
@@ -174,8 +174,23 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
                     cb.on_epoch_end(epoch, logs)
                 if model.stop_training:
                     break
+            finished = True
         finally:
-            for cb in callbacks:
-                cb.on_train_end()
-            model.train(was_training)
+            try:
+                _end_training(callbacks, raise_errors=finished)  # a failing loop's own error is the one raised
+            finally:
+                model.train(was_training)
     return history
+
+
+def _end_training(callbacks, raise_errors: bool) -> None:
+    """Every callback's `on_train_end`, even after one of them raised (the Checkpointer's signal handlers
+    must come back whatever a callback before it does); then the first such error, if asked."""
+    error = None
+    for cb in callbacks:
+        try:
+            cb.on_train_end()
+        except Exception as e:
+            error = error or e
+    if error is not None and raise_errors:
+        raise error

@@ -14,9 +14,12 @@ Measured on the 2-core CPU: torch.compile costs about 30 s and runs slower (53 v
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 
 import torch
+
+from .distributed import unwrap
 
 
 def _precision_api() -> bool:
@@ -130,10 +133,7 @@ def training_warmup(optimizer, loss_fn, batch):
     """A `train_step` for `maybe_compile`: one step on `batch` (take it from an unshuffled loader: drawing
     from the training loader would move its permutation), with the weights and the optimizer's state put
     back afterwards."""
-    import copy
-
     def step(model):
-        from .distributed import unwrap
         weights = copy.deepcopy(unwrap(model).state_dict())
         state = copy.deepcopy(optimizer.state_dict())
         x, y = batch

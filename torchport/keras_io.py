@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from .errors import DataError
+from .outputs import write_atomic
 
 
 def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -165,7 +166,6 @@ def save_keras_weights(torch_model: nn.Module, path: str) -> None:
     """Write the torch port's weights as a Keras 3 `.weights.h5` file (Keras' layer names and layout)."""
     import h5py
 
-    from .outputs import write_atomic
 
     def write(f):
         with h5py.File(f, "w") as h5:

@@ -11,14 +11,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import engine
+from . import distributed, engine
 from .callbacks import Callback
-from .means import BatchMean, WeightedMean
+from .checkpoint import Checkpointer, resume_run, run_identity
+from .datasets.fetch import SAMPLE_DIR, locate
+from .datasets.idx import find_mnist_files, read_mnist
 from .device import DeviceDataLoader, TensorLoader, get_default_device, to_device
+from .distributed import is_main, unwrap
+from .means import BatchMean, WeightedMean
+from .outputs import OutputSet, save_torch, write_json, write_plot
 
 __all__ = ["MnistModel", "accuracy", "evaluate", "fit", "get_default_device", "to_device",
            "DeviceDataLoader", "load_mnist", "split_train_val", "make_loader"]
@@ -80,7 +86,6 @@ class _TutorialEpochEnd(Callback):
     """Calls the model's `epoch_end(epoch, result)` with the tutorial's result dict."""
 
     def on_epoch_end(self, epoch, logs=None):
-        from .distributed import is_main, unwrap
         model = unwrap(self.model)  # the tutorial's module under a DDP wrapper (torchrun)
         if hasattr(model, "epoch_end") and is_main():
             model.epoch_end(epoch, _tutorial_result(logs))
@@ -126,11 +131,6 @@ class _AppendResult(Callback):
 
 def load_mnist(data_dir=None, log=print):
     """((x_train, y_train), (x_test, y_test)) as uint8 / int64 tensors, from `data_dir` or the default."""
-    import numpy as np
-
-    from .datasets.fetch import locate, SAMPLE_DIR
-    from .datasets.idx import find_mnist_files, read_mnist
-
     def download(root):
         from torchvision.datasets import MNIST
         MNIST(root, train=True, download=True)
@@ -187,15 +187,19 @@ class MnistConfig:
     resume_hint: str = field(default="the same command with --resume", compare=False)
 
 
+def _check_history(history) -> None:
+    """A checkpoint's tutorial history: a list of {"val_loss", "val_acc"} numbers (raises otherwise)."""
+    if not isinstance(history, list) or not all(isinstance(r, dict) and {"val_loss", "val_acc"} <= set(r)
+                                                and all(isinstance(v, float) for v in r.values()) for r in history):
+        raise ValueError("not the tutorial's list of val_loss / val_acc results")
+
+
 def train_tutorial(cfg: MnistConfig):
     """The notebook's run on tensor-resident loaders: evaluate, fit(5, 0.5), fit(5, 0.1), test accuracy.
 
     With `checkpoint_dir`, every epoch is checkpointed; `resume` continues from the newest valid one,
     in whichever phase it was taken.
     """
-    from . import distributed
-    from .checkpoint import Checkpointer, resume_run, run_identity
-
     group, device = distributed.setup(torch.device(cfg.device))  # one process, or one of torchrun's
     say = print if group.main else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed)
@@ -211,7 +215,8 @@ def train_tutorial(cfg: MnistConfig):
     trained = distributed.wrap(model, group, device)
 
     config = {**run_identity(cfg), "n_train": len(x)}
-    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, None)
+    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, None,
+                               needs={"history": _check_history})
     done, history = (resume.epoch, state["history"]) if state else (0, None)
     if history is None:
         history = [evaluate(model, val_loader)]
@@ -240,10 +245,6 @@ def train_tutorial(cfg: MnistConfig):
 
 def run(cfg: MnistConfig) -> dict:
     """`torchport train mnist`: the tutorial's run, then history.json, test.json and the two plots."""
-    from .outputs import OutputSet, save_torch, write_json, write_plot
-
-    from .distributed import is_main
-
     model, history, result = train_tutorial(cfg)
     if not is_main():
         return {"history": history, "test": result}  # rank 0 writes the outputs

@@ -5,6 +5,9 @@ import json
 import os
 import tempfile
 
+import torch
+
+from .device import to_device
 from .errors import TorchportError, UsageError
 
 
@@ -73,10 +76,6 @@ class OutputSet:
 
 def save_torch(path: str, obj) -> None:
     """torch.save with every tensor moved to the CPU first: a file written on a GPU loads on a laptop."""
-    import torch
-
-    from .device import to_device
-
     write_atomic(path, lambda f: torch.save(to_device(obj, "cpu"), f))
 
 

@@ -6,10 +6,13 @@ TensorFlow is needed only to check the port against Keras.
 """
 from __future__ import annotations
 
+import importlib.util
 
 import torch
 
 from .errors import ModelFileError, TorchportError
+from .outputs import OutputSet, save_torch, write_atomic
+from .porting import codegen
 from .porting.build import Plan, load_weights, plan_model
 from .porting.files import open_model_file
 from .porting.summary import summary_text
@@ -18,8 +21,6 @@ from .porting.summary import summary_text
 def plan_file(path: str, dtype: str | None = None) -> Plan:
     """Read, check and plan a model file: the plan holds the source, the weights and the summary.
     `dtype` ("float32" / "float64") overrides the file's dtype policy."""
-    from .porting import codegen
-
     with open_model_file(path) as kfile:
         try:
             plan = plan_model(kfile, dtype)
@@ -44,17 +45,13 @@ def load_keras(path: str) -> torch.nn.Module:
 
 def port(path: str, out: str, parity: bool = True, log=print) -> Plan:
     """Write DIR/model.py, weights.pt, summary.txt (and parity.md when TensorFlow is installed)."""
-    import importlib.util
-
-    from .outputs import OutputSet, save_torch, write_atomic
-
     plan = plan_file(path)
     with OutputSet(out) as files:
         write_atomic(files.path("model.py"), lambda f: f.write(plan.source.encode()))
         save_torch(files.path("weights.pt"), {k: torch.from_numpy(v.copy()) for k, v in plan.state.items()})
         write_atomic(files.path("summary.txt"), lambda f: f.write(plan.summary.encode()))
         if parity and importlib.util.find_spec("tensorflow") is not None:
-            from .parity.model import port_report
+            from .parity.model import port_report  # the TensorFlow side (parity imports port: arrows down)
             report = port_report(path, plan)
             write_atomic(files.path("parity.md"), lambda f: f.write(report.encode()))
         elif parity:

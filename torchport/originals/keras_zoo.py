@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .keras_models import keras_cifar
+
 
 def mnist_convnet(keras):
     """keras.io's "Simple MNIST convnet"."""
@@ -109,7 +111,6 @@ def autoencoder(keras):
 
 def seed_cnn(keras):
     """The seed's CIFAR-10 CNN (torchport's hand port is `cifar10.SimpleCNN`)."""
-    from .keras_models import keras_cifar
     model = keras_cifar(keras)
     model.name = "sequential"
     return model

@@ -12,6 +12,12 @@ import copy
 import numpy as np
 import torch
 
+from .. import engine
+from ..keras_env import import_keras
+from ..keras_fit import FitConfig, setup
+from ..port import plan_file
+from ..porting import compile as compiling
+from ..porting.convert import NCHW
 from .core import Result, format_table, max_abs, max_rel, worst
 
 FLOAT64_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float64"},
@@ -20,7 +26,6 @@ FLOAT64_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"na
 
 def reference_keras(path: str, keras_version: str):
     """The `keras` module that wrote the file: Keras 3, or tf_keras for a tf.keras 2 file."""
-    from ..keras_env import import_keras
     keras = import_keras()
     if keras_version.startswith("2."):
         import tf_keras
@@ -55,8 +60,6 @@ def _set_dtype(obj, dtype: str, keras2: bool) -> None:
 
 def make_inputs(plan, batch: int, seed: int, dtype: str = "float32") -> list[np.ndarray]:
     """One seeded array per model input, in Keras' layout."""
-    from ..porting.convert import NCHW
-
     rng = np.random.default_rng(seed)
     arrays = []
     for t in plan.inputs:
@@ -77,7 +80,6 @@ def make_inputs(plan, batch: int, seed: int, dtype: str = "float32") -> list[np.
 
 
 def torch_inputs(plan, arrays: list[np.ndarray]) -> list[torch.Tensor]:
-    from ..porting.convert import NCHW
     return [torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2) if t.layout == NCHW else a))
             for t, a in zip(plan.inputs, arrays, strict=True)]
 
@@ -90,7 +92,6 @@ def torch_model(plan, path: str, dtype: str):
     """The port in `dtype`: planned again as a float64 model (its constants as Keras applies them in one)."""
     if dtype == plan.dtype:
         return plan.module()
-    from ..port import plan_file
     return plan_file(path, dtype).module()
 
 
@@ -201,7 +202,6 @@ def port_checks(plan, path: str) -> list[Result]:
 
 def port_report(path: str, plan) -> str:
     """parity.md: the port's forward and gradient checks against Keras, as `torchport parity` prints them."""
-    from ..keras_env import import_keras
     keras = import_keras()
     import tensorflow as tf
 
@@ -275,10 +275,6 @@ def check_training(plan, path: str, arrays: dict | None = None, epochs: int = 2,
                    dtype: str = "float64", seed: int = 0) -> list[Result]:
     """`fit` in both frameworks on the same data in the same order (shuffle off, dropout off), the model's
     own compile settings: loss and metrics per epoch, and every final weight (BatchNorm statistics too)."""
-    from .. import engine
-    from ..keras_fit import FitConfig, setup
-    from ..port import plan_file
-
     keras = reference_keras(path, plan.ctx.keras_version)
     previous = keras.config.floatx() if hasattr(keras, "config") else keras.backend.floatx()
     set_floatx = keras.config.set_floatx if hasattr(keras, "config") else keras.backend.set_floatx
@@ -316,7 +312,6 @@ def check_training(plan, path: str, arrays: dict | None = None, epochs: int = 2,
 
 
 def _loss_name(plan, arrays) -> str:
-    from ..porting import compile as compiling
     out_shape = (None, *plan.outputs[0].shape)
     y_shape = arrays["y_train"].shape if arrays is not None else out_shape
     return compiling.resolve(plan.compile_config, y_shape, out_shape).loss.name
@@ -327,7 +322,6 @@ def check_optimizer(plan, path: str, steps: int = 1000, seed: int = 0) -> Result
     a 64-vector in float32, compared every 100th step."""
     import tensorflow as tf
 
-    from ..porting import compile as compiling
 
     keras = reference_keras(path, plan.ctx.keras_version)
     cc = plan.compile_config or {}

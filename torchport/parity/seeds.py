@@ -10,6 +10,9 @@ numpy Generator), so the table is the same number for number on every run, whate
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import math
 import warnings
 
@@ -17,13 +20,18 @@ import numpy as np
 import torch
 
 from .. import engine
-from ..cifar10 import SimpleCNN, make_loader, to_model_input
+from ..cifar10 import SimpleCNN, load_data, make_loader, to_model_input
+from ..errors import UsageError
 from ..keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
+from ..keras_compat.summary import summary_rows
+from ..keras_env import import_keras
+from ..keras_fit import load_npz
 from ..keras_io import keras_layout, keras_to_torch, to_keras_layout, weighted_layers
 from ..mnist import MnistModel
-from .core import Result, count_differing, format_table, ks_statistic, max_abs, max_rel, worst
 from ..originals.keras_models import CIFAR_SHAPE, keras_cifar, keras_mnist
-
+from ..port import plan_file
+from . import model as model_parity
+from .core import Result, count_differing, format_table, ks_statistic, max_abs, max_rel, worst
 
 # ---- twins: the Keras reference and the torch port, holding the same weights -------------------------
 
@@ -54,7 +62,6 @@ def forward_diff(km, tm, x: np.ndarray) -> float:
 # ---- checks ----------------------------------------------------------------------------------------------
 
 def check_structure(keras) -> list[Result]:
-    from ..keras_compat.summary import summary_rows
 
     out = []
     for which, example in (("cifar", torch.zeros(1, 3, 32, 32)), ("mnist", None)):
@@ -229,10 +236,7 @@ def check_optimizer(keras, variant="momentum", steps=1000, seed=0) -> Result:
 
 
 def _sample_subset(n):
-    import contextlib
-    import io
 
-    from ..cifar10 import load_data
     with contextlib.redirect_stderr(io.StringIO()):
         (x, y), _ = load_data(None)
     return x[:n], y[:n]
@@ -336,21 +340,13 @@ def run_all(keras) -> list[Result]:
 def main(model: str | None = None, data: str | None = None) -> int:
     """`torchport parity [--model FILE [--data NPZ]]`: run the checks, print the table and the versions;
     non-zero on any failure. Without --model: the two seed ports."""
-    import importlib.util
-
-    from ..errors import UsageError
-
     if importlib.util.find_spec("tensorflow") is None:
         raise UsageError("torchport parity needs TensorFlow/Keras: pip install 'torchport[keras]'")
-    from ..keras_env import import_keras
     keras = import_keras()
     import tensorflow as tf
     if model is None:
         results = run_all(keras)
     else:
-        from ..keras_fit import load_npz
-        from ..port import plan_file
-        from . import model as model_parity
         plan = plan_file(model)
         results = model_parity.model_checks(plan, model, load_npz(data) if data else None)
     print(f"torchport parity: Keras {keras.__version__}, TensorFlow {tf.__version__}, torch {torch.__version__}")

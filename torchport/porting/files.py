@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import zipfile
 import zlib
@@ -234,8 +235,6 @@ def _open_legacy_h5(path: str) -> KerasFile:
 
 def open_model_file(path: str) -> KerasFile:
     """Open a `.keras` or legacy `.h5` model file; `ModelFileError` for anything else."""
-    import os
-
     import h5py
 
     if not os.path.exists(path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..keras_compat.recurrent import ACTIVATIONS
 from .convert import KERAS, Converter, Out, Weight, converter
 
 _GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
@@ -41,7 +42,6 @@ class _RNNSpec:
         for key in ("stateful", "time_major"):
             if cfg.get(key):
                 conv.fail(f"{key}=True is not supported")
-        from ..keras_compat.recurrent import ACTIVATIONS
         for key in ("activation", "recurrent_activation"):
             v = getattr(self, key)
             if v is not None and v not in ACTIVATIONS:

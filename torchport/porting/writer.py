@@ -15,12 +15,11 @@ import zipfile
 import numpy as np
 
 from .files import snake_case
+from .graph import parse
 
 
 def storage_keys(config: dict) -> list[tuple[str, str, str]]:
     """(storage key, layer name, class) for each layer of a model config, in Keras' counting order."""
-    from .graph import parse
-
     graph = parse(config)
     layers = [layer for layer in graph.layers if not layer.is_op]
     if graph.class_name == "Sequential":
