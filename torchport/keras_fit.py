@@ -9,12 +9,23 @@ weights.pt, and a plot per metric.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from . import distributed, engine
+from .checkpoint import keras_checkpoints, run_identity
+from .device import TensorLoader
+from .distributed import SINGLE
 from .errors import DataError, MissingFileError, UnsupportedError
+from .keras_compat import sparse_rows
+from .outputs import OutputSet, save_torch, write_atomic, write_json, write_plot
+from .port import plan_file
+from .porting import compile as compiling
+from .porting.convert import NCHW
+from .porting.writer import keras_archive_bytes, weights_h5_bytes
 
 
 @dataclass
@@ -46,8 +57,6 @@ class FitConfig:
 
 def load_npz(path: str) -> dict[str, np.ndarray]:
     """x_train, y_train and optionally x_test, y_test from an .npz (no pickled objects), checked."""
-    import zipfile
-
     if not os.path.isfile(path):
         raise MissingFileError(f"--data {path}: no such file")
     try:
@@ -115,7 +124,6 @@ def check_fits_model(arrays: dict, plan, loss) -> None:
 
 
 def _tensors(x: np.ndarray, y: np.ndarray, plan, loss, device):
-    from .porting.convert import NCHW
 
     if plan.inputs[0].layout == NCHW:  # Keras' NHWC images -> torch's NCHW, in their stored dtype
         x = x.transpose(0, 3, 1, 2)
@@ -128,8 +136,6 @@ def _tensors(x: np.ndarray, y: np.ndarray, plan, loss, device):
 
 
 def make_loaders(arrays, plan, loss, cfg: FitConfig, device, shard=(0, 1)):
-    from .device import TensorLoader
-    from .porting.convert import NCHW
 
     dtype = torch.float64 if plan.dtype == "float64" else torch.float32
     images = plan.inputs[0].layout == NCHW
@@ -187,9 +193,6 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
           device: torch.device | None = None) -> Setup:
     """Everything `fit` trains with, checked: the compile settings, the data against the model and loss,
     the loaders (sharded under torchrun), the module (in train mode, on the device) and its optimizer."""
-    from .distributed import SINGLE
-    from .porting import compile as compiling
-
     group = group or SINGLE
     if len(plan.inputs) != 1 or len(plan.outputs) != 1:
         raise UnsupportedError(f"{cfg.model}: fit trains models with one input and one output (this one has "
@@ -212,15 +215,13 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
     model = (model if model is not None else plan.module()).train()
     model = model.to(device, memory_format=torch.channels_last) if plan.inputs[0].rank == 4 else model.to(device)
     lr_dtype = plan.lr_dtype or ("float64" if plan.dtype == "float64" else "float32")
-    return Setup(model, compiled.make_optimizer(model.parameters(), lr_dtype), compiled, train_loader, val_loader)
+    optimizer = compiled.make_optimizer(model.parameters(), lr_dtype)
+    if optimizer.uses_rows() and not group.active:  # an Embedding's gradient as Keras' optimizers see it
+        sparse_rows.track(model)  # (under torchrun DDP all-reduces the dense gradient: rows are not kept)
+    return Setup(model, optimizer, compiled, train_loader, val_loader)
 
 
 def run(cfg: FitConfig) -> dict:
-    from . import distributed, engine
-    from .checkpoint import keras_checkpoints, run_identity
-    from .outputs import OutputSet, save_torch, write_atomic, write_json, write_plot
-    from .port import plan_file
-    from .porting.writer import keras_archive_bytes, weights_h5_bytes
 
     group, device = distributed.setup(torch.device(cfg.device))  # one process, or one of torchrun's
     verbose = cfg.verbose if group.main else 0

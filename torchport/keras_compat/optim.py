@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 import torch
 
+from . import sparse_rows
+
 KERAS3_DECAY_WARNING = "Argument `decay` is no longer supported and will be ignored."
 
 
@@ -112,6 +114,7 @@ class KerasOptimizer(torch.optim.Optimizer):
         defaults = dict(lr=learning_rate, iterations=0, clipnorm=clipnorm, global_clipnorm=global_clipnorm,
                         clipvalue=clipvalue, weight_decay=weight_decay, lr_dtype=lr_dtype, **hyper)
         super().__init__(params, defaults)
+        self._rows: dict = {}  # during a step: id(param) -> its Embedding rows (sparse_rows.Rows)
 
     @staticmethod
     def current_lr(group) -> float:
@@ -121,23 +124,48 @@ class KerasOptimizer(torch.optim.Optimizer):
             return schedule_value(lr, group["iterations"])
         return _f32(lr) if group["lr_dtype"] == "float32" else float(lr)
 
-    def _clip(self, grads: list[torch.Tensor], group) -> list[torch.Tensor]:
+    def _clip(self, grads: list[torch.Tensor], rows: list, group) -> tuple[list, list]:
+        """Keras' clipping; an Embedding's gradient is clipped as its looked-up rows (sparse_rows.py)."""
+        def sq_sum(g, r):
+            return (r.values if r is not None else g).square().sum()
+
+        def scaled(g, r, factor):
+            return g * factor, (None if r is None else r.map(lambda v: v * factor))
+
         if group["clipnorm"]:
             c = group["clipnorm"]
-            out = []
-            for g in grads:
-                norm = g.square().sum().sqrt()
-                out.append(g * c / torch.clamp(norm, min=c))  # Keras: g * c / max(|g|, c)
-            return out
+            out = [scaled(g, r, c / torch.clamp(sq_sum(g, r).sqrt(), min=c))  # Keras: g * c / max(|g|, c)
+                   for g, r in zip(grads, rows, strict=True)]
+            return [g for g, _ in out], [r for _, r in out]
         if group["global_clipnorm"]:
             c = group["global_clipnorm"]
-            norm = torch.stack([g.square().sum() for g in grads]).sum().sqrt()
+            norm = torch.stack([sq_sum(g, r) for g, r in zip(grads, rows, strict=True)]).sum().sqrt()
             scale = c * (1.0 / norm).clamp(max=1.0 / c)  # Keras: c * min(1 / norm, 1 / c); no host tensor
-            return [g * scale for g in grads]
+            # `v * scale` turns TensorFlow's rows into a dense tensor: from here on Keras sees dense gradients
+            return [g * scale for g in grads], [None] * len(rows)
         if group["clipvalue"]:
             v = group["clipvalue"]
-            return [g.clamp(-v, v) for g in grads]
-        return grads
+            rows = [None if r is None else r.map(lambda x: x.clamp(-v, v)) for r in rows]
+            return [g.clamp(-v, v) if r is None else r.sum() for g, r in zip(grads, rows, strict=True)], rows
+        return grads, rows
+
+    def uses_rows(self) -> bool:
+        """Whether an update applies a square, abs or clip to the gradient: then an Embedding's gradient must
+        reach it as Keras' looked-up rows (`sparse_rows.track` the model), not torch's dense sum."""
+        return True
+
+    def square(self, p, g) -> torch.Tensor:
+        """`ops.square(gradient)` as Keras computes it: each looked-up row of an Embedding squared, then added."""
+        r = self._rows.get(id(p))
+        return g.square() if r is None else r.sum(lambda i, v: v.square())
+
+    def absolute(self, p, g) -> torch.Tensor:
+        r = self._rows.get(id(p))
+        return g.abs() if r is None else r.sum(lambda i, v: v.abs())
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        sparse_rows.clear(p for group in self.param_groups for p in group["params"])
 
     _step_supports_amp_scaling = True
 
@@ -157,17 +185,21 @@ class KerasOptimizer(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if params:
                 grads = [p.grad for p in params]
+                rows = [sparse_rows.rows_of(p) for p in params]  # an Embedding's looked-up rows, when tracked
                 if grad_scale is not None:  # as GradScaler.unscale_ would: by the float32 reciprocal
                     inv = grad_scale.double().reciprocal().float()
                     grads = [g * inv.to(g.device) for g in grads]
+                    rows = [None if r is None else r.map(lambda v, inv=inv: v * inv.to(v.device)) for r in rows]
                 before = self._snapshot(params) if found_inf is not None else None
-                grads = self._clip(grads, group)
+                grads, rows = self._clip(grads, rows, group)
+                self._rows = {id(p): r for p, r in zip(params, rows, strict=True) if r is not None}
                 lr = self.current_lr(group)
                 if group["weight_decay"]:
                     wd = _f32(group["weight_decay"])
                     for p in params:
                         p.sub_(p * wd * lr)
                 self.update_all(params, grads, lr, group)
+                self._rows = {}
                 if before is not None:
                     self._undo_where(found_inf, params, before)
             group["iterations"] += 1
@@ -228,7 +260,11 @@ class KerasSGD(KerasOptimizer):
                          decay=float(decay), foreach=foreach, **options)
 
     def graph_safe(self) -> bool:
-        return all(not isinstance(g["lr"], dict) and not g["decay"] for g in self.param_groups)
+        return all(not isinstance(g["lr"], dict) and not g["decay"] and not any(map(sparse_rows.tracked, g["params"]))
+                   for g in self.param_groups)
+
+    def uses_rows(self) -> bool:  # SGD's update is linear in the gradient: only clipping sees the rows
+        return any(g["clipnorm"] or g["global_clipnorm"] or g["clipvalue"] for g in self.param_groups)
 
     @staticmethod
     def current_lr(group) -> float:
@@ -278,7 +314,7 @@ class Adam(KerasOptimizer):
         alpha = lr * math.sqrt(1 - _f32(b2) ** t) / (1 - _f32(b1) ** t)
         m, v = self.slot(state, "momentum", p), self.slot(state, "velocity", p)
         m.add_((g - m) * (1 - b1))
-        v.add_((g.square() - v) * (1 - b2))
+        v.add_((self.square(p, g) - v) * (1 - b2))
         if group["amsgrad"]:
             v_hat = self.slot(state, "velocity_hat", p)
             torch.maximum(v_hat, v, out=v_hat)
@@ -306,7 +342,7 @@ class RMSprop(KerasOptimizer):
     def update(self, p, g, state, lr, group):
         rho = group["rho"]
         velocity = self.slot(state, "velocity", p)
-        velocity.copy_(rho * velocity + (1 - rho) * g.square())
+        velocity.copy_(rho * velocity + (1 - rho) * self.square(p, g))
         if group["centered"]:
             avg = self.slot(state, "average_gradient", p)
             avg.copy_(rho * avg + (1 - rho) * g)
@@ -332,7 +368,7 @@ class Adagrad(KerasOptimizer):
     def update(self, p, g, state, lr, group):
         # Keras' Constant initializer makes the accumulator through a float32 tensor
         acc = self.slot(state, "accumulator", p, _f32(group["initial_accumulator_value"]))
-        acc.add_(g.square())
+        acc.add_(self.square(p, g))
         p.sub_((lr * g) / (acc + group["epsilon"]).sqrt())
 
 
@@ -346,9 +382,12 @@ class Adadelta(KerasOptimizer):
         rho, eps = group["rho"], group["epsilon"]
         acc_g = self.slot(state, "accumulated_grad", p)
         acc_dv = self.slot(state, "accumulated_delta_var", p)
-        acc_g.copy_(rho * acc_g + (1 - rho) * g.square())
-        delta = -((acc_dv + eps).sqrt() * g) / (acc_g + eps).sqrt()
-        acc_dv.copy_(rho * acc_dv + (1 - rho) * delta.square())
+        acc_g.copy_(rho * acc_g + (1 - rho) * self.square(p, g))
+        rms_dv, rms_g = (acc_dv + eps).sqrt(), (acc_g + eps).sqrt()
+        delta = -(rms_dv * g) / rms_g
+        r = self._rows.get(id(p))  # Keras squares delta as looked-up rows too (delta is linear in g)
+        delta_sq = delta.square() if r is None else r.sum(lambda i, v: (-(rms_dv[i] * v) / rms_g[i]).square())
+        acc_dv.copy_(rho * acc_dv + (1 - rho) * delta_sq)
         p.add_(lr * delta)
 
 
@@ -364,7 +403,7 @@ class Adamax(KerasOptimizer):
         b1_power = _f32(b1) ** t
         m, u = self.slot(state, "momentum", p), self.slot(state, "norm", p)
         m.add_((g - m) * (1 - b1))
-        torch.maximum(group["beta_2"] * u, g.abs(), out=u)
+        torch.maximum(group["beta_2"] * u, self.absolute(p, g), out=u)
         p.sub_((lr * m) / ((1 - b1_power) * (u + group["epsilon"])))
 
 
@@ -394,7 +433,7 @@ class Nadam(KerasOptimizer):
         u_product_t_1 = u_product_t * u_t_1
         m, v = self.slot(state, "momentum", p), self.slot(state, "velocity", p)
         m.add_((g - m) * (1 - b1))
-        v.add_((g.square() - v) * (1 - b2))
+        v.add_((self.square(p, g) - v) * (1 - b2))
         m_hat = (u_t_1 * m) / (1 - u_product_t_1) + ((1 - u_t) * g) / (1 - u_product_t)
         v_hat = v / (1 - b2 ** t)
         p.sub_((m_hat * lr) / (v_hat.sqrt() + group["epsilon"]))

@@ -156,6 +156,8 @@ class Dropout(Converter):
 
 @converter("SpatialDropout1D", "SpatialDropout2D")
 class SpatialDropout(Converter):
+    passes_mask = True  # Keras' SpatialDropout supports masking: an Embedding's mask reaches the RNN after it
+
     def setup(self):
         self.rate = self.float_opt("rate")
         if not 0 <= self.rate < 1:
