@@ -310,3 +310,72 @@ def test_parity_command_on_a_model_file(keras, tmp_path, capsys):
     assert main(["parity", "--model", str(tmp_path / "m.keras")]) == 0
     out = capsys.readouterr().out
     assert "RMSprop, 1000 steps" in out and "training 2 epochs float64: loss" in out and " 0 failed" in out
+
+
+def test_parity_command_with_loss_and_metric_objects_top_k_and_a_validation_set(keras, tmp_path, capsys):
+    """A file compiled with objects (from_logits, k, exact Accuracy, a duplicate metric name): Keras compiles
+    its reference as load_model would; top-k stays out of the float64 run (TensorFlow has no float64 in_top_k)."""
+    from torchport.cli import main
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((5,)), L.Dense(8, activation="relu"), L.Dense(4)])
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2), "accuracy", "accuracy"])
+    model.save(tmp_path / "m.keras")
+    assert main(["parity", "--model", str(tmp_path / "m.keras")]) == 0
+    out = capsys.readouterr().out
+    for row in ("top-k metrics left out", "training 2 epochs float64: accuracy_1", "float64: val_loss",
+                "float64: val_accuracy", " 0 failed"):
+        assert row in out, out
+
+
+def test_parity_command_fails_with_exit_1_on_a_wrong_port(keras, tmp_path, capsys, monkeypatch):
+    """Planted bug: a Dense converter that forgets the bias makes the table fail and the command exit 1."""
+    from torchport.cli import main
+    from torchport.porting import layers_core
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy")
+    model.set_weights([w + 0.5 for w in model.get_weights()])
+    model.save(tmp_path / "m.keras")
+    original = layers_core.Dense.to_torch
+    monkeypatch.setattr(layers_core.Dense, "to_torch", lambda self, a: {**original(self, a), "bias": a[1] * 0})
+    assert main(["parity", "--model", str(tmp_path / "m.keras")]) == 1
+    assert " failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("source, flags", [(".keras", ["--lr", "0.005"]), (".h5", []),
+                                           (".h5", ["--optimizer", "rmsprop"]),
+                                           (".keras", ["--loss", "mse", "--metrics", "mae"])])
+def test_model_keras_written_by_fit_opens_in_keras_with_what_was_trained(keras, tmp_path, source, flags):
+    """model.keras keeps the file's loss and metric objects (from_logits, k) unless a flag replaced them, holds
+    the optimizer as trained (--lr, --optimizer) and opens in Keras from a Keras 3 .h5 too: Keras' evaluate of it
+    gives torchport's last validation numbers."""
+    from torchport.cli import main
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((5,))
+    model = keras.Model(inp, L.Dense(4)(L.Dense(8, activation="relu")(inp)))  # Functional
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2), "accuracy"])
+    model.save(tmp_path / f"m{source}")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 96) if "--loss" not in flags else rng.normal(size=(96, 4)).astype("float32")
+    data = {"x_train": rng.normal(size=(64, 5)).astype("float32"), "y_train": y[:64],
+            "x_test": rng.normal(size=(32, 5)).astype("float32"), "y_test": y[64:]}
+    np.savez(tmp_path / "d.npz", **data)
+    out = tmp_path / "out"
+    assert main(["fit", str(tmp_path / f"m{source}"), "--data", str(tmp_path / "d.npz"), "--epochs", "2", "--out",
+                 str(out), "--verbose", "0", *flags]) == 0
+    history = json.loads((out / "history.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = keras.models.load_model(out / "model.keras")
+    theirs = loaded.evaluate(data["x_test"], data["y_test"], batch_size=32, verbose=0, return_dict=True)
+    assert set(theirs) == {k.removeprefix("val_") for k in history if k.startswith("val_")}
+    for key, value in theirs.items():
+        assert value == pytest.approx(history[f"val_{key}"][-1], rel=1e-5, abs=1e-7), key
+    want = {"--optimizer": "RMSprop"}.get(flags[0] if flags else "", "Adam")
+    assert type(loaded.optimizer).__name__ == want
+    if "--lr" in flags:
+        assert float(loaded.optimizer.learning_rate) == pytest.approx(0.005)

@@ -122,6 +122,10 @@ def refused(capsys, tmp_path, argv, code, message):
     ({"y_train": np.full(50, 3)}, "y_train: label 3 outside 0-2 for sparse_categorical_crossentropy over 3 classes"),
     ({"y_test": np.full(10, -1)}, "y_test: label -1 outside 0-2"),
     ({"x_train": np.full((50, 4), np.nan, "float32")}, "x_train holds NaN or infinite values (first in sample 0)"),
+    ({"x_test": np.r_[np.zeros((3, 4)), [[0, np.inf, 0, 0]], np.zeros((6, 4))].astype("float32")},
+     "x_test holds NaN or infinite values (first in sample 3)"),
+    ({"y_train": np.eye(3)[np.zeros(50, int)]}, "y_train: one-hot rows of width 3, but sparse_categorical_crossentropy "
+                                                "wants one integer class id per sample, of shape (N)"),
     ({"y_test": None}, "x_test and y_test come together"),
     ({"y_train": np.zeros(49, "int64")}, "x_train has 50 samples but y_train has 49"),
 ])
@@ -149,7 +153,8 @@ def test_pickled_npz_is_refused(tmp_path, capsys):
     (compile_config(metrics=("auc",)), "metric 'auc' in the file's compile config is not supported; override it with "
                                         "--metrics"),
     (compile_config(learning_rate={"class_name": "CosineDecayRestarts", "config": {}}),
-     "learning-rate schedule 'CosineDecayRestarts'"),
+     "learning-rate schedule 'CosineDecayRestarts' (supported: ExponentialDecay, InverseTimeDecay, "
+     "PiecewiseConstantDecay, CosineDecay) in the file's compile config is not supported; override it with --lr"),
     (compile_config(use_ema=True), "with use_ema=True"),
 ])
 def test_unsupported_compile_settings_name_it_and_the_flag(tmp_path, capsys, cc, message):
@@ -171,6 +176,8 @@ def test_flags_override_and_a_file_saved_without_compile_needs_them(tmp_path, ca
     (["--validation-split", "0"], "argument --validation-split: expected a number in (0, 1)"),
     (["--validation-split", "1.5"], "argument --validation-split: expected a number in (0, 1)"),
     (["--optimizer", "adamw2"], "--optimizer adamw2: not one of SGD, Adam"),
+    (["--loss", "poisson"], "--loss poisson: not supported (supported: binary_crossentropy, categorical_crossentropy"),
+    (["--metrics", "auc"], "--metrics auc: not supported"),
     (["--epochs", "0"], "argument --epochs: expected a whole number >= 1"),
 ])
 def test_bad_flags(tmp_path, capsys, argv, message):
@@ -214,3 +221,20 @@ def test_sigterm_mid_run_then_resume_is_bit_identical(tmp_path):
     a = torch.load(tmp_path / "ref" / "weights.pt", weights_only=True)
     b = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_metric_objects_resolve_as_keras_resolves_them():
+    """keras.metrics.Accuracy() is exact equality (not the string "accuracy", resolved by shape); a second
+    metric of the same name is `name_1`, as Keras' History names it; top-k keeps its k."""
+    from torchport.porting.compile import resolve
+    cc = compile_config(loss="binary_crossentropy", metrics=())
+    cc["metrics"] = [{"module": "keras.metrics", "class_name": "Accuracy", "config": {"name": "accuracy"}},
+                     "accuracy", "accuracy",
+                     {"module": "keras.metrics", "class_name": "TopKCategoricalAccuracy",
+                      "config": {"name": "top2", "k": 2}}]
+    metrics = resolve(cc, (None, 3), (None, 3)).metrics
+    assert list(metrics) == ["accuracy", "accuracy_1", "accuracy_2", "top2"]
+    pred, y = torch.tensor([[1.0, 0.2, 0.6]]), torch.tensor([[1.0, 0.0, 1.0]])
+    assert float(metrics["accuracy"](pred, y)) == pytest.approx(1 / 3)   # exact: only 1.0 == 1.0
+    assert float(metrics["accuracy_1"](pred, y)) == pytest.approx(1.0)   # binary accuracy at 0.5
+    assert float(metrics["top2"](torch.tensor([[0.1, 0.5, 0.4]]), torch.tensor([[1.0, 0, 0]]))) == 0.0

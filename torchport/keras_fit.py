@@ -103,6 +103,13 @@ def check_fits_model(arrays: dict, plan, loss) -> None:
                             "images channels-last)")
         classes = out.shape[-1]
         if loss.name == "sparse_categorical_crossentropy":
+            ids = tuple(out.shape[:-1])
+            if tuple(y.shape[1:]) not in (ids, (*ids, 1)):
+                what = f"one-hot rows of width {y.shape[-1]}" if tuple(y.shape[1:]) == tuple(out.shape) else \
+                    f"shape {y.shape}"
+                shape = "(N" + "".join(f", {d}" for d in ids) + ")"
+                raise DataError(f"y_{split}: {what}, but sparse_categorical_crossentropy wants one integer class id "
+                                f"per sample, of shape {shape} (one-hot rows need categorical_crossentropy)")
             labels = y.reshape(len(y), -1) if y.ndim > 1 and y.shape[-1] == 1 else y
             if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
                 raise DataError(f"y_{split}: sparse_categorical_crossentropy needs integer class ids")
@@ -166,18 +173,25 @@ def make_loaders(arrays, plan, loss, cfg: FitConfig, device, shard=(0, 1)):
 
 # ---- the run ----------------------------------------------------------------------------------------------------
 
-def compile_config_of(compiled) -> dict:
-    """A Keras 3 compile_config for what was trained (saved in model.keras when the flags changed it)."""
+def compile_config_of(compiled, file_config: dict | None, cfg: FitConfig) -> dict:
+    """The Keras 3 compile_config of what was trained, for model.keras: the file's own loss and metrics
+    entries (with their options: from_logits, k, ...) unless a flag replaced them; the optimizer as trained
+    (the file's with --lr applied, or --optimizer's). A legacy .h5's training_config is turned into this form."""
     options = dict(compiled.options)
     lr = options.pop("learning_rate", None)
     if isinstance(lr, dict):
         lr = {"module": "keras.optimizers.schedules", **lr, "registered_name": None}
     config = {"name": compiled.optimizer.lower(), **({} if lr is None else {"learning_rate": lr}),
               **{k: v for k, v in options.items() if k not in ("decay", "legacy_decay")}}
-    return {"optimizer": {"module": "keras.optimizers", "class_name": compiled.optimizer, "config": config,
-                          "registered_name": None},
-            "loss": compiled.loss.name, "loss_weights": None, "metrics": list(compiled.metrics) or None,
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+    cc = {"loss_weights": None, "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+          "jit_compile": False, **{k: v for k, v in (file_config or {}).items() if k != "optimizer_config"}}
+    cc["optimizer"] = {"module": "keras.optimizers", "class_name": compiled.optimizer, "config": config,
+                       "registered_name": None}
+    if cfg.loss is not None or "loss" not in cc:
+        cc["loss"] = compiled.loss.name
+    if cfg.metrics is not None or "metrics" not in cc:
+        cc["metrics"] = list(cfg.metrics or []) or None
+    return cc
 
 
 @dataclass
@@ -249,7 +263,9 @@ def run(cfg: FitConfig) -> dict:
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     keras_arrays = plan.keras_arrays(state_dict)
     changed = any(v is not None for v in (cfg.optimizer, cfg.lr, cfg.loss, cfg.metrics))
-    compile_config = compile_config_of(compiled) if changed or plan.compile_config is None else plan.compile_config
+    keras3_form = bool(plan.compile_config) and "optimizer" in plan.compile_config  # a .keras file's own
+    compile_config = plan.compile_config if keras3_form and not changed else \
+        compile_config_of(compiled, plan.compile_config, cfg)
     keras3 = not plan.ctx.keras2
     with OutputSet(cfg.out) as out:
         write_json(out.path("history.json"), h)

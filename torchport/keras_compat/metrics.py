@@ -27,6 +27,12 @@ def binary_accuracy(outputs: torch.Tensor, target: torch.Tensor, threshold: floa
     return ((outputs > threshold).to(outputs.dtype) == target).to(outputs.dtype).mean()
 
 
+def exact_accuracy(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """keras.metrics.Accuracy: how often the prediction equals the label exactly (no argmax, no threshold)."""
+    target, outputs = same_rank(target.to(outputs.dtype), outputs)
+    return (outputs == target).to(outputs.dtype).mean()
+
+
 def _in_top_k(outputs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """TensorFlow's in_top_k: the target is in the top k unless k classes score strictly higher (ties in)."""
     target_score = outputs.gather(-1, labels.long().unsqueeze(-1))
@@ -75,4 +81,5 @@ def get_metric(name: str, y_true_shape: tuple, y_pred_shape: tuple, **options):
 
 ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "categorical_acc": "categorical_accuracy",
            "sparse_categorical_acc": "sparse_categorical_accuracy", "top_k_accuracy": "top_k_categorical_accuracy"}
-METRICS = {"categorical_accuracy": categorical_accuracy, "sparse_categorical_accuracy": sparse_categorical_accuracy}
+METRICS = {"categorical_accuracy": categorical_accuracy, "sparse_categorical_accuracy": sparse_categorical_accuracy,
+           "exact_accuracy": exact_accuracy}

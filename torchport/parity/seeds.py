@@ -351,6 +351,10 @@ def main(model: str | None = None, data: str | None = None) -> int:
         results = model_parity.model_checks(plan, model, load_npz(data) if data else None)
     print(f"torchport parity: Keras {keras.__version__}, TensorFlow {tf.__version__}, torch {torch.__version__}")
     print(format_table(results))
+    if model is not None and not plan.compile_config:
+        print("The file was saved without compile(): no optimizer or training checks (compile it before saving).")
+    elif model is not None and (len(plan.inputs), len(plan.outputs)) != (1, 1):
+        print("The model has several inputs or outputs: no optimizer or training checks (fit trains one of each).")
     failed = [r for r in results if not r.passed]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import UnsupportedError, UsageError
-from ..keras_compat.losses import KerasLoss
+from ..keras_compat.losses import LOSSES, KerasLoss
 from ..keras_compat.metrics import get_metric, is_binary_or_sparse
 from ..keras_compat.optim import OPTIMIZERS, SCHEDULES
 
@@ -89,7 +89,7 @@ def _optimizer(cfg: dict | None, name: str | None, lr: float | None) -> tuple[st
 
 
 def _loss(cfg, name: str | None, y_shape: tuple, out_shape: tuple) -> KerasLoss:
-    options = {}
+    options, flag = {}, name
     if name is None:
         if cfg is None:
             raise UsageError("the model file was saved without compile(): pass --optimizer and --loss "
@@ -115,8 +115,9 @@ def _loss(cfg, name: str | None, y_shape: tuple, out_shape: tuple) -> KerasLoss:
     try:
         return KerasLoss(key, **options)
     except ValueError:
-        where = "--loss" if name is not None and cfg is None else "--loss"
-        raise _unsupported(f"loss '{name}'", where) from None
+        if flag is not None:
+            raise UsageError(f"--loss {flag}: not supported (supported: {', '.join(sorted(LOSSES))})") from None
+        raise _unsupported(f"loss '{name}'", "--loss") from None
 
 
 def _metrics(cfg, names: list[str] | None, y_shape: tuple, out_shape: tuple) -> dict:
@@ -134,10 +135,17 @@ def _metrics(cfg, names: list[str] | None, y_shape: tuple, out_shape: tuple) -> 
                 entries.append((m, m, {}))
             elif isinstance(m, dict):
                 conf = dict(m.get("config") or {})
-                fn = conf.get("fn") or _snake(str(m.get("class_name", "")))
+                cls = str(m.get("class_name", ""))
+                # keras.metrics.Accuracy() is exact equality, unlike the string "accuracy" Keras resolves by shape
+                fn = conf.get("fn") or ("exact_accuracy" if cls == "Accuracy" else _snake(cls))
                 entries.append((conf.get("name", fn), fn, {k: conf[k] for k in ("k", "threshold") if k in conf}))
     out = {}
+    seen: dict[str, int] = {}
     for label, fn, conf in entries:
+        if label in seen:  # Keras names a second metric of the same name `name_1`, then `name_2`
+            seen[label] += 1
+            label = f"{label}_{seen[label] - 1}"
+        seen.setdefault(label, 1)
         try:
             out[label] = get_metric(fn, y_shape, out_shape, **conf)
         except ValueError:

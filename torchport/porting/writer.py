@@ -51,10 +51,35 @@ def weights_h5_bytes(config: dict, arrays: dict[str, list[tuple[str, list[np.nda
     return buf.getvalue()
 
 
+def _with_modules(entry: dict, module: str) -> dict:
+    """A Keras 3 `.h5` config entry (`{"class_name", "config"}`) as a `.keras` file holds it: with its module."""
+    return {"module": module, **entry, "registered_name": entry.get("registered_name")} if "module" not in entry \
+        else entry
+
+
+def keras3_saved_form(config: dict, compile_config: dict | None) -> tuple[dict, dict | None]:
+    """A Keras 3 legacy `.h5`'s model config and training settings in the form `keras.models.load_model`
+    reads from a `.keras` file: the model and each layer entry name their module (an `.h5` leaves it out for
+    those, and Keras' `.keras` loader then cannot find `Sequential`), and so do loss and metric objects."""
+    if "module" not in config:  # as Keras 3 writes them into a .keras file
+        config = {"module": "keras", **config, "registered_name": None} if config["class_name"] == "Sequential" \
+            else {"module": "keras.src.models.functional", **config, "registered_name": config["class_name"]}
+    config["config"] = {**config["config"],
+                        "layers": [_with_modules(layer, "keras.layers") for layer in config["config"]["layers"]]}
+    if compile_config is not None:
+        compile_config = dict(compile_config)
+        if isinstance(compile_config.get("loss"), dict):
+            compile_config["loss"] = _with_modules(compile_config["loss"], "keras.losses")
+        if isinstance(compile_config.get("metrics"), list):
+            compile_config["metrics"] = [_with_modules(m, "keras.metrics") if isinstance(m, dict) else m
+                                         for m in compile_config["metrics"]]
+    return config, compile_config
+
+
 def keras_archive_bytes(config: dict, arrays, compile_config: dict | None = None,
                         keras_version: str = "3.15.1") -> bytes:
     """A `.keras` zip: metadata.json, config.json (with `compile_config` if given), model.weights.h5."""
-    config = dict(config)
+    config, compile_config = keras3_saved_form(config, compile_config)
     if compile_config is not None:
         config["compile_config"] = compile_config
     meta = {"keras_version": keras_version, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
