@@ -39,28 +39,63 @@ def test_conv2d(keras, tmp_path, filters, k, s, d, padding, size, use_bias):
         use_bias=use_bias, activation="relu"))
 
 
-def test_channels_first_ports_as_its_channels_last_twin(keras, tmp_path):
-    """TensorFlow's CPU kernels do not run channels_first convolutions, so Keras cannot be the reference
-    here: the channels_first model, ported, must compute what its channels_last twin (checked against
-    Keras above) computes on the same weights."""
+CHANNELS_FIRST_STACKS = {  # (input shape channels_last, layers given data_format and the channel axis)
+    "conv-pool-upsample-pad": ((9, 8, 3), lambda L, f, ax: [
+        L.Conv2D(4, 3, strides=2, padding="same", data_format=f), L.MaxPooling2D(2, data_format=f),
+        L.UpSampling2D(2, data_format=f), L.ZeroPadding2D(1, data_format=f), L.GlobalAveragePooling2D(data_format=f)]),
+    "depthwise-separable-avgpool-batchnorm-crop": ((11, 10, 3), lambda L, f, ax: [
+        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", data_format=f),
+        L.SeparableConv2D(5, 3, strides=2, padding="same", data_format=f),
+        L.AveragePooling2D(2, padding="same", data_format=f), L.BatchNormalization(axis=ax),
+        L.Cropping2D(((1, 0), (0, 1)), data_format=f), L.GlobalMaxPooling2D(data_format=f)]),
+    "transpose-bilinear (image out)": ((5, 6, 3), lambda L, f, ax: [
+        L.Conv2DTranspose(3, 3, strides=2, padding="same", data_format=f),
+        L.UpSampling2D(2, interpolation="bilinear", data_format=f), L.Conv2D(2, 1, data_format=f)]),
+    "conv1d-pools": ((12, 3), lambda L, f, ax: [
+        L.Conv1D(4, 3, strides=2, padding="same", data_format=f), L.MaxPooling1D(2, padding="same", data_format=f),
+        L.AveragePooling1D(2, data_format=f), L.GlobalAveragePooling1D(data_format=f)]),
+}
+
+
+@pytest.mark.parametrize("stack", list(CHANNELS_FIRST_STACKS))
+def test_channels_first_ports_as_its_channels_last_twin(keras, tmp_path, stack):
+    """TensorFlow's CPU kernels do not run channels_first convolutions (float64 raises; float32 gave wrong
+    numbers through oneDNN), so Keras cannot be the reference here: the channels_first model, ported, must
+    compute what its channels_last twin computes on the same weights, and the twin what Keras computes."""
     import numpy as np
     import torch
-    from torchport.port import load_keras
+
+    from torchport.parity import model as pm
+    from torchport.port import load_keras, plan_file
 
     L = keras.layers
+    shape, layers = CHANNELS_FIRST_STACKS[stack]
+    rank = len(shape) + 1
+    to_first = (0, rank - 1, *range(1, rank - 1))  # (N, ..., C) -> (N, C, ...)
     models = {}
-    for fmt in ("channels_first", "channels_last"):
+    for fmt in ("channels_last", "channels_first"):
         keras.utils.clear_session()
-        shape = (3, 9, 8) if fmt == "channels_first" else (9, 8, 3)
-        model = keras.Sequential([keras.Input(shape), L.Conv2D(4, 3, strides=2, padding="same", data_format=fmt),
-                                  L.MaxPooling2D(2, data_format=fmt), L.UpSampling2D(2, data_format=fmt),
-                                  L.ZeroPadding2D(1, data_format=fmt), L.GlobalAveragePooling2D(data_format=fmt)])
-        randomize(model, 0)
-        model.save(tmp_path / f"{fmt}.keras")
-        models[fmt] = load_keras(str(tmp_path / f"{fmt}.keras"))
-    x = torch.from_numpy(np.random.default_rng(0).uniform(size=(2, 3, 9, 8)).astype("float32"))
-    with torch.no_grad():
-        torch.testing.assert_close(models["channels_first"](x), models["channels_last"](x), rtol=0, atol=1e-6)
+        input_shape = shape if fmt == "channels_last" else (shape[-1], *shape[:-1])
+        model = keras.Sequential([keras.Input(input_shape),
+                                  *layers(L, fmt, -1 if fmt == "channels_last" else 1)])
+        if fmt == "channels_last":
+            randomize(model, 0)
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)  # the same kernels: Keras' kernel layout does not depend on data_format
+        path = str(tmp_path / f"{fmt}.keras")
+        model.save(path)
+        models[fmt] = load_keras(path)
+        if fmt == "channels_last":  # the twin against Keras itself
+            assert_all([pm.check_forward(plan_file(path), path, "float32")])
+    x = np.random.default_rng(0).uniform(size=(2, *shape)).astype("float32")
+    x_first = torch.from_numpy(np.ascontiguousarray(x.transpose(to_first)))
+    with torch.no_grad():  # images go in as (N, C, H, W) for both; a 1D input as Keras takes it, per format
+        twin = models["channels_last"](x_first if rank == 4 else torch.from_numpy(x))
+        ours = models["channels_first"](x_first)
+    if twin.dim() == rank:  # an image output, in each model's Keras layout
+        twin = twin.permute(*to_first)
+    torch.testing.assert_close(ours, twin, rtol=0, atol=2e-6)
 
 
 @LAYER
@@ -252,3 +287,50 @@ def test_nchw_flatten_is_caught(keras, tmp_path, monkeypatch):
     monkeypatch.setattr(layers_core.Flatten, "forward", lambda self, ins, outs: [f"{outs[0]} = {ins[0]}.flatten(1)"])
     with pytest.raises(AssertionError, match="forward float32"):
         check(keras, tmp_path, (4, 4, 3), keras.layers.Conv2D(2, 1), keras.layers.Flatten(), keras.layers.Dense(2))
+
+
+def _ruff_clean(source: str, tmp_path) -> None:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    assert shutil.which("ruff"), "ruff is in the test extra"
+    folder = tmp_path / "generated"
+    folder.mkdir(exist_ok=True)
+    (folder / "model.py").write_text(source)
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["ruff", "check", "--no-cache", "--config", str(root / "pyproject.toml"), str(folder)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_generated_names_never_collide_with_layer_names(keras, tmp_path):
+    """Layers named as the generated code's own variables would be (`emb_mask`, `bi_seq`, `bi_seq_h`): each
+    variable is still unique, the model computes what Keras computes, and the code is ruff-clean."""
+    L = keras.layers
+    keras.utils.clear_session()
+    tokens = keras.Input((6,), dtype="int32", name="tok")
+    e = L.Embedding(10, 4, mask_zero=True, name="emb")(tokens)
+    d = L.Dense(5, name="emb_mask")(e)  # Dense passes the mask on: the mask variable and this layer's name meet
+    seq, fh, fc, bh, bc = L.Bidirectional(L.LSTM(3, return_sequences=True, return_state=True), name="bi")(d)
+    pooled = L.GlobalAveragePooling1D(name="bi_seq")(seq)
+    out = L.Concatenate(name="bi_seq_h")([pooled, fh, bc])
+    model = keras.Model(tokens, L.Dense(2, name="bi_seq_c")(out))
+    randomize(model)
+    plan, results = port_checks(keras, tmp_path, model)
+    assert_all(results)
+    _ruff_clean(plan.source, tmp_path)
+
+
+def test_a_mask_nothing_reads_leaves_no_unused_line_and_spatial_dropout_keeps_it(keras, tmp_path):
+    """Embedding(mask_zero) -> Conv1D: Keras drops the mask there, so the generated code computes none (ruff's
+    F841 before); SpatialDropout1D supports masking in Keras: the LSTM after it skips the padded steps."""
+    L = keras.layers
+    plan = check(keras, tmp_path, (7,), L.Embedding(10, 4, mask_zero=True), L.Conv1D(3, 2), L.GlobalMaxPooling1D(),
+                 L.Dense(2, activation="softmax"), input_dtype="int32")
+    assert "!= 0" not in plan.source
+    _ruff_clean(plan.source, tmp_path)
+    plan = check(keras, tmp_path, (7,), L.Embedding(10, 4, mask_zero=True), L.SpatialDropout1D(0.3), L.LSTM(4),
+                 input_dtype="int32")
+    assert "mask" in plan.source.split("def forward")[1]
+    _ruff_clean(plan.source, tmp_path)

@@ -178,13 +178,22 @@ def determinism(device, steps) -> dict:
             "CUDA graph vs eager": same if device.type == "cuda" else "n/a (no CUDA)"}
 
 
+def _finished_checkpoints(folder: str) -> list[str]:
+    """Checkpoints on disk, not the hidden temp file of one being written (renamed into place when done)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(f for f in os.listdir(folder) if f.endswith(".pt") and not f.startswith("."))
+
+
 def resume_checks(device) -> dict:
     """`train cifar10` on the bundled sample, interrupted (SIGINT mid-run, SIGKILL) and resumed, against an
     uninterrupted run; then its model.pt loaded in a process that sees no GPU."""
     import signal
     tmp = tempfile.mkdtemp(prefix="gpu-check-")
     env = {**os.environ, "TORCHPORT_OFFLINE": "1", "TORCHPORT_DATA": os.path.join(tmp, "none")}
-    base = [sys.executable, "-m", "torchport", "train", "cifar10", "--epochs", "3", "--device", device.type,
+    # 12 epochs of the 1,000-image sample (32 steps each): the signal comes as the first checkpoint appears,
+    # so a fast GPU is still mid-run; the exit code proves the run was interrupted (130, -9), not finished.
+    base = [sys.executable, "-m", "torchport", "train", "cifar10", "--epochs", "12", "--device", device.type,
             "--verbose", "0"]
     subprocess.run(base + ["--out", f"{tmp}/ref"], env=env, check=True, capture_output=True)
     out = {}
@@ -193,18 +202,22 @@ def resume_checks(device) -> dict:
         p = subprocess.Popen(base + ["--out", run, "--checkpoint-dir", ck], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         t_end = time.time() + 300
-        while time.time() < t_end and not (os.path.isdir(ck) and os.listdir(ck)):
-            time.sleep(0.05)
-        time.sleep(0.3)
+        while time.time() < t_end and not _finished_checkpoints(ck):
+            time.sleep(0.005)
         p.send_signal(sig)
-        p.wait()
+        code = p.wait()
+        at_stop = _finished_checkpoints(ck)
+        if code != {signal.SIGINT: 130, signal.SIGKILL: -9}[sig]:
+            out[f"resume after {sig.name}"] = f"INCONCLUSIVE: exit code {code}, not interrupted ({at_stop})"
+            continue
         subprocess.run(base + ["--out", run, "--checkpoint-dir", ck, "--resume"], env=env, check=True,
                        capture_output=True)
         a = torch.load(f"{tmp}/ref/model.pt", weights_only=True)
         b = torch.load(f"{run}/model.pt", weights_only=True)
         same = all(torch.equal(a[k], b[k]) for k in a) and open(f"{tmp}/ref/history.json").read() == \
             open(f"{run}/history.json").read()
-        out[f"resume after {sig.name}"] = "bit-identical" if same else "DIFFERS"
+        out[f"resume after {sig.name}"] = ("bit-identical" if same else "DIFFERS") + \
+            f" (exit {code}; checkpoints then: {', '.join(at_stop)})"
     r = subprocess.run([sys.executable, "-c", "import torch, sys; s = torch.load(sys.argv[1], weights_only=True); "
                         "print(all(t.device.type == 'cpu' for t in s.values()))", f"{tmp}/ref/model.pt"],
                        env={**env, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True)
@@ -239,7 +252,7 @@ def main():
     t0 = time.time()
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "environment": environment(device)}
     report["sync"] = {"fp32 CUDA graph": sync_audit(device), "fp32 eager": sync_audit(device, cuda_graphs=False),
-                      "bf16": sync_audit(device, "bf16")}
+                      "bf16": sync_audit(device, "bf16"), "fp16 (GradScaler)": sync_audit(device, "fp16")}
     report["speed"] = speed(device, steps)
     report["parity, TF32 off"] = parity(device) if device.type == "cuda" else {"skipped (no CUDA)": 0.0}
     report["parity, TF32 on"] = parity(device, tf32=True) if device.type == "cuda" else {"skipped (no CUDA)": 0.0}

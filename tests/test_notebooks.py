@@ -12,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["mnist_tutorial.ipynb", "cifar10_keras.ipynb", "port_your_keras_model.ipynb"]
+SHOWN = {"cifar10_keras.ipynb": ["on disk after the disconnect: ['epoch-0001.pt']", "Resuming after epoch 1",
+                                  "== History of the run never interrupted: True"]}
 PLOTS = {"mnist_tutorial.ipynb": 2, "cifar10_keras.ipynb": 2, "port_your_keras_model.ipynb": 2}
 
 
@@ -60,3 +62,6 @@ def test_runs_top_to_bottom_offline_with_one_epoch(name, tmp_path):
     assert not errors, errors
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= PLOTS[name]
+    text = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    for expected in SHOWN.get(name, ()):
+        assert expected in text, expected

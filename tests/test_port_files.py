@@ -350,3 +350,49 @@ def test_mutated_h5_inside_a_valid_zip(tmp_path, good_bytes, cuts):
         z.writestr("config.json", json.dumps(config))
         z.writestr("model.weights.h5", bytes(blob))
     _expect_only_our_errors(tmp_path, buf.getvalue())
+
+
+def _legacy_h5_bytes(tmp_path) -> bytes:
+    rng = np.random.default_rng(0)
+    write_tf_keras2_h5(tmp_path / "legacy.h5", *(rng.normal(size=s).astype("float32")
+                                                 for s in ((4, 3), (3,), (3, 2), (2,))))
+    return (tmp_path / "legacy.h5").read_bytes()
+
+
+def test_a_legacy_h5_that_makes_libhdf5_spin_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """A fuzzed .h5 (4 bytes changed) made libhdf5 loop forever reading its `model_config` attribute. Built
+    here: the size of a global-heap object (the config's string) made 2,300 bytes larger than the heap."""
+    from torchport.porting import files
+    path = tmp_path / "spin.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["keras_version"] = "3.15.1"
+        h5.attrs["model_config"] = json.dumps(dense_config())
+        h5.create_group("model_weights")
+    data = bytearray(path.read_bytes())
+    header = data.find(b"3.15.1") + 8  # the next heap object: index (2), references (2), reserved (4), size (8)
+    data[header + 9] = 9
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(files, "PROBE_SECONDS", 1.0)
+    refusal(tmp_path, capsys, path, 1, "corrupt HDF5 (the HDF5 library did not finish reading its metadata")
+
+
+@FUZZ
+@given(cuts=st.lists(st.tuples(st.integers(0, 10**5), st.integers(0, 255)), min_size=1, max_size=10),
+       truncate=st.one_of(st.none(), st.integers(0, 10**5)))
+def test_mutated_legacy_h5_files(tmp_path, cuts, truncate):
+    """Random bytes changed in a legacy .h5 (and truncations): torchport's own error, never a hang or crash."""
+    from torchport.porting import files
+    data = bytearray(_legacy_h5_bytes(tmp_path))
+    for pos, value in cuts:
+        data[pos % len(data)] = value
+    if truncate is not None:
+        data = data[: max(8, truncate % len(data))]
+    path = tmp_path / "fuzz.h5"
+    path.write_bytes(bytes(data))
+    previous, files.PROBE_SECONDS = files.PROBE_SECONDS, 2.0
+    try:
+        load_keras(str(path))
+    except TorchportError:
+        pass
+    finally:
+        files.PROBE_SECONDS = previous

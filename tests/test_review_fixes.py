@@ -247,3 +247,39 @@ def test_cli_defaults_are_the_config_dataclasses_defaults(argv):
     assert differing == []
     if cls is not FitConfig:  # fit's default folder is runs/fit/<file name>, set after parsing
         assert got.out == want.out
+
+
+# plots number epochs from 1, as the log's "Epoch 1/25" does ---------------------------------------------------
+
+@pytest.mark.parametrize("command", ["cifar10", "fit", "mnist"])
+def test_every_cli_plot_numbers_its_epochs_from_1(tmp_path, monkeypatch, command):
+    """Each plot the CLI draws puts epoch k at x = k (the MNIST tutorial's history has the evaluation before
+    training first, at x = 0, its first trained epoch at 1)."""
+    from torchport import outputs
+    from torchport.cli import main
+
+    drawn = []
+    original = outputs.write_plot
+
+    def spy(*args, **kwargs):
+        fig = original(*args, **kwargs)
+        drawn.append([list(line.get_xdata()) for line in fig.axes[0].lines])
+        return fig
+
+    from torchport import cifar10, keras_fit, mnist
+    for module in (outputs, cifar10, keras_fit, mnist):
+        monkeypatch.setattr(module, "write_plot", spy, raising=False)
+    monkeypatch.setenv("TORCHPORT_OFFLINE", "1")
+    monkeypatch.setenv("TORCHPORT_DATA", str(tmp_path / "none"))
+    out = str(tmp_path / "out")
+    if command == "cifar10":
+        argv, want = ["train", "cifar10", "--epochs", "2", "--verbose", "0"], [1, 2]
+    elif command == "mnist":
+        argv, want = ["train", "mnist", "--epochs", "1", "1"], [0, 1, 2]
+    else:
+        from test_fit import compile_config, tiny_data, tiny_model
+        argv = ["fit", tiny_model(tmp_path, compile_config()), "--data", tiny_data(tmp_path), "--epochs", "3",
+                "--verbose", "0"]
+        want = [1, 2, 3]
+    assert main([*argv, "--device", "cpu", "--out", out]) == 0
+    assert drawn and all(xs == want for lines in drawn for xs in lines), drawn

@@ -24,7 +24,7 @@ import torch
 
 from .callbacks import Callback
 from .device import to_device
-from .distributed import SINGLE, any_rank, unwrap
+from .distributed import SINGLE, any_rank, gather_to_main, unwrap
 from .engine import ResumePoint
 from .errors import CheckpointError, TorchportError
 from .outputs import OutputError, save_torch
@@ -138,16 +138,18 @@ class Checkpointer(Callback):
 
     # -- files --
     def save(self, point: ResumePoint) -> str:
-
         name = f"epoch-{point.epoch:04d}" + (f"-step-{point.step:06d}" if point.step else "") + ".pt"
         path = os.path.join(self.directory, name)
+        rng = rng_state(next(self.model.parameters()).device)
+        rank_rngs = gather_to_main(rng) if self.group.active else None  # each rank draws its own dropout masks
         if not self.group.main:
             return path  # rank 0 writes it
         state = {
             "format": FORMAT, "config": self.config,
             "model": unwrap(self.model).state_dict(),  # under DDP and torch.compile wrappers
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
-            "rng": rng_state(next(self.model.parameters()).device),
+            "rng": rng,
+            **({"rank_rngs": rank_rngs} if rank_rngs is not None else {}),
             "resume": dataclasses.asdict(point),
             **self.extra(),
         }
@@ -227,7 +229,8 @@ def load_latest(directory: str, config: dict, model, optimizer, warn=None, needs
     return None
 
 
-def resume_run(directory: str | None, resume: bool, config: dict, model, optimizer, needs: dict | None = None):
+def resume_run(directory: str | None, resume: bool, config: dict, model, optimizer, needs: dict | None = None,
+               group=SINGLE):
     """`--resume`: load the newest valid checkpoint, put its RNGs back and say so in one line.
 
     Returns (state, ResumePoint), or (None, None) when not resuming or nothing valid was found.
@@ -239,8 +242,17 @@ def resume_run(directory: str | None, resume: bool, config: dict, model, optimiz
         print(f"No valid checkpoint in {directory}: starting from the beginning")
         return None, None
     point = ResumePoint(**state["resume"])
-    print(f"Resuming after epoch {point.epoch} (+{point.step} steps) from {directory}")
-    set_rng_state(state["rng"], next(model.parameters()).device)
+    if group.main:
+        print(f"Resuming after epoch {point.epoch} (+{point.step} steps) from {directory}")
+    rng = state["rng"]
+    if group.active:  # under torchrun: this rank's own generators, as they were when the checkpoint was taken
+        ranks = state.get("rank_rngs") or []
+        if len(ranks) == group.world:
+            rng = ranks[group.rank]
+        elif group.main:
+            print(f"torchport: warning: the checkpoint was written by {len(ranks) or 1} process(es), this run has "
+                  f"{group.world}: the training draws (dropout) will differ from the interrupted run's")
+    set_rng_state(rng, next(model.parameters()).device)
     return state, point
 
 
@@ -249,7 +261,7 @@ def keras_checkpoints(cfg, config: dict, model, optimizer, train_loader, history
     asks (its History too), and the callback writing one after every epoch when `cfg.checkpoint_dir` is set.
     Returns (the ResumePoint or None, the callbacks)."""
     needs = {"history": lambda h: type(history)().load_state_dict(h)}  # loads into a throwaway History
-    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer, needs)
+    state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer, needs, group or SINGLE)
     if state is not None:
         history.load_state_dict(state["history"])
     callbacks = []

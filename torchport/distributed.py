@@ -93,6 +93,14 @@ def any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
+def gather_to_main(obj) -> list | None:
+    """Every rank's `obj` (small, picklable: RNG states) as a list on rank 0, None on the others; over the
+    gloo control group, so CPU tensors travel whatever the main backend."""
+    gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, gathered, dst=0, group=_control)
+    return gathered
+
+
 class SyncedMean(WeightedMean):
     """Keras' weighted mean over every rank's batches: sums and counts all-reduced when read (epoch ends).
     A progress bar reads `running()`: this rank's own means, without a collective only rank 0 would join."""

@@ -216,7 +216,7 @@ def train_tutorial(cfg: MnistConfig):
 
     config = {**run_identity(cfg), "n_train": len(x)}
     state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, None,
-                               needs={"history": _check_history})
+                               needs={"history": _check_history}, group=group)
     done, history = (resume.epoch, state["history"]) if state else (0, None)
     if history is None:
         history = [evaluate(model, val_loader)]

@@ -83,7 +83,7 @@ def write_json(path: str, data) -> None:
     write_atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
-def write_plot(path: str, series: dict[str, list[float]], ylabel: str, title: str, first_epoch: int = 1) -> None:
+def write_plot(path: str, series: dict[str, list[float]], ylabel: str, title: str, first_epoch: int = 1):
     """One line plot of each series against epochs numbered from `first_epoch`, as the log's "Epoch 1/25"
     counts them (the MNIST tutorial's history starts with the evaluation before training: epoch 0).
     Drawn on a bare Figure, not pyplot: a notebook calling this keeps its own plotting backend."""
@@ -94,10 +94,11 @@ def write_plot(path: str, series: dict[str, list[float]], ylabel: str, title: st
     ax = fig.subplots()
     for label, values in series.items():
         ax.plot(range(first_epoch, first_epoch + len(values)), values, "-x", label=label)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch" if first_epoch else "epoch (0: before training)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     if len(series) > 1:
         ax.legend()
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    return fig

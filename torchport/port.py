@@ -29,6 +29,9 @@ def plan_file(path: str, dtype: str | None = None) -> Plan:
             plan.lr_dtype = kfile.learning_rate_dtype()
         except TorchportError:
             raise
+        except (OSError, RuntimeError) as e:  # h5py on a damaged HDF5 structure (a node, a message, a heap)
+            detail = (str(e).strip().splitlines() or [""])[0][:160]
+            raise ModelFileError(f"{path}: corrupt HDF5 ({type(e).__name__}: {detail})") from None
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, OverflowError,
                 ZeroDivisionError) as e:  # a config of the wrong shape somewhere we read it: hostile or corrupt
             detail = (str(e).strip().splitlines() or [""])[0][:160]

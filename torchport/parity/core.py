@@ -13,10 +13,32 @@ class Result:
     metric: str
     diff: float
     tol: float
+    not_run: str | None = None  # why the reference could not run this check here (then neither pass nor fail)
 
     @property
     def passed(self) -> bool:
-        return bool(self.diff <= self.tol)
+        return self.not_run is not None or bool(self.diff <= self.tol)
+
+
+class KerasCannotRun(Exception):
+    """Keras (TensorFlow) itself fails on this check here: e.g. channels_first convolutions in float64 on a
+    CPU, which TensorFlow's CPU kernels refuse (NHWC only)."""
+
+
+def in_keras(fn, what: str):
+    """`fn()`, a call into Keras; its failure becomes KerasCannotRun (the check is then not run, and says so)."""
+    try:
+        return fn()
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise KerasCannotRun(f"Keras cannot run {what} on this machine: {reason}") from None
+
+
+def summary_line(results: list[Result]) -> str:
+    skipped = [r for r in results if r.not_run is not None]
+    failed = [r for r in results if not r.passed]
+    line = f"{len(results) - len(failed) - len(skipped)} passed, {len(failed)} failed"
+    return line + (f", {len(skipped)} not run (Keras cannot run them here)" if skipped else "")
 
 
 def worst(pairs, metric) -> float:
@@ -50,8 +72,10 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
 
 def format_table(results: list[Result]) -> str:
     rows = [("check", "metric", "max diff", "tolerance", "result")]
-    rows += [(r.check, r.metric, f"{r.diff:.3g}", f"{r.tol:.3g}", "pass" if r.passed else "FAIL") for r in results]
+    rows += [(r.check, r.metric, "-" if r.not_run else f"{r.diff:.3g}", f"{r.tol:.3g}",
+              "not run" if r.not_run else "pass" if r.passed else "FAIL") for r in results]
     w = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [" | ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
     lines.insert(1, "-+-".join("-" * x for x in w))
+    lines += [f"not run: {r.check}: {r.not_run}" for r in results if r.not_run]
     return "\n".join(lines)

@@ -21,7 +21,7 @@ import torch
 
 from .. import engine
 from ..cifar10 import SimpleCNN, load_data, make_loader, to_model_input
-from ..errors import UsageError
+from ..errors import TorchportError, UsageError
 from ..keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
 from ..keras_compat.summary import summary_rows
 from ..keras_env import import_keras
@@ -31,7 +31,7 @@ from ..mnist import MnistModel
 from ..originals.keras_models import CIFAR_SHAPE, keras_cifar, keras_mnist
 from ..port import plan_file
 from . import model as model_parity
-from .core import Result, count_differing, format_table, ks_statistic, max_abs, max_rel, worst
+from .core import Result, count_differing, format_table, ks_statistic, max_abs, max_rel, summary_line, worst
 
 # ---- twins: the Keras reference and the torch port, holding the same weights -------------------------
 
@@ -337,6 +337,10 @@ def run_all(keras) -> list[Result]:
     return results
 
 
+class ParityUnavailable(TorchportError):
+    """The reference cannot run here: nothing was compared (exit 1)."""
+
+
 def main(model: str | None = None, data: str | None = None) -> int:
     """`torchport parity [--model FILE [--data NPZ]]`: run the checks, print the table and the versions;
     non-zero on any failure. Without --model: the two seed ports."""
@@ -348,6 +352,9 @@ def main(model: str | None = None, data: str | None = None) -> int:
         results = run_all(keras)
     else:
         plan = plan_file(model)
+        why = model_parity.keras_cannot_run(plan, model)
+        if why:
+            raise ParityUnavailable(f"{model}: {why}; nothing to compare against")
         results = model_parity.model_checks(plan, model, load_npz(data) if data else None)
     print(f"torchport parity: Keras {keras.__version__}, TensorFlow {tf.__version__}, torch {torch.__version__}")
     print(format_table(results))
@@ -356,5 +363,5 @@ def main(model: str | None = None, data: str | None = None) -> int:
     elif model is not None and (len(plan.inputs), len(plan.outputs)) != (1, 1):
         print("The model has several inputs or outputs: no optimizer or training checks (fit trains one of each).")
     failed = [r for r in results if not r.passed]
-    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    print(summary_line(results))
     return 1 if failed else 0

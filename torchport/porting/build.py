@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import types
 from dataclasses import dataclass, field
 
@@ -158,6 +159,7 @@ def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
     outputs = {(r[0], r[1]) for r in graph.outputs}
     attrs: dict[str, str] = {}
     converted: dict[tuple, Tensor] = {}
+    mask_vars: set[str] = set()
     for call in graph.calls:
         layer = call.layer
         cls = CONVERTERS.get(layer.class_name)
@@ -184,14 +186,14 @@ def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
             if want is not None and t.layout != want and t.rank == 4:
                 key = (t.var, want)
                 if key not in converted:
-                    var = t.var if chain else f"{t.var}_{'nchw' if want == NCHW else 'nhwc'}"
+                    var = t.var if chain else names.make(f"{t.var}_{'nchw' if want == NCHW else 'nhwc'}")
                     plan.lines.append(f"{var} = {to_layout(t.var, 4, t.layout, want)}  # "
                                       + ("Keras' (N, H, W, C) -> torch's (N, C, H, W)" if want == NCHW
                                          else "torch's (N, C, H, W) -> Keras' (N, H, W, C)"))
                     converted[key] = Tensor(var, t.shape, want, t.mask, t.dtype)
                 conv.inputs[i] = converted[key]
         outs = conv.outputs()
-        base = "x" if chain else attr + (f"_{call.node}" if call.node else "")
+        base = "x" if chain else names.make(f"{attr}_{call.node}") if call.node else attr
         out_vars = [base] + [names.make(f"{base}_{i}") for i in range(1, len(outs))]
         if chain and len(outs) > 1:
             out_vars = [names.make(f"{attr}_{i}") if i else "x" for i in range(len(outs))]
@@ -203,8 +205,9 @@ def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
             elif first_mask is not None and len([t for t in conv.inputs if t.mask]) == 1:
                 masks.append(first_mask)
             else:
-                masks.append("mask" if chain else f"{out_vars[i]}_mask")
-        conv.out_masks = masks
+                masks.append("mask" if chain else names.make(f"{out_vars[i]}_mask"))
+        conv.out_masks, conv.temp = masks, names.make
+        mask_vars.update(m for m in masks if m is not None)
         plan.lines += conv.forward([t.var for t in conv.inputs], out_vars)
         if layer.name not in plan.converters:
             plan.converters[layer.name] = conv
@@ -224,13 +227,45 @@ def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
             raise ModelFileError(f"output '{ref[0]}' (node {ref[1]}, tensor {ref[2]}) is never computed")
         t = tensors[ref]
         if t.layout != KERAS and t.rank == 4:
-            var = t.var if chain else f"{t.var}_nhwc"
+            var = t.var if chain else names.make(f"{t.var}_nhwc")
             plan.lines.append(f"{var} = {to_layout(t.var, 4, t.layout, KERAS)}  # Keras' (N, H, W, C) layout")
             t = Tensor(var, t.shape, KERAS, t.mask, t.dtype)
         plan.outputs.append(t)
+    plan.lines = _without_unread(plan.lines, mask_vars)
     if not plan.lines:
         plan.lines.append("pass")
     return plan
+
+
+def _without_unread(lines: list[str], variables: set[str]) -> list[str]:
+    """The lines, less each assignment of one of `variables` (masks) that no later line reads before it is
+    assigned again (an Embedding's mask that only a Flatten or a Conv1D follows: Keras drops it there), and
+    with `_` for the unread names of a flat tuple assignment (an RNN's states nothing uses)."""
+    def parts(line):
+        target, sep, rest = line.split("  # ")[0].partition(" = ")
+        return (target.strip(), rest) if sep else (None, line)
+
+    def read_later(name, i):
+        for later in lines[i + 1:]:
+            t, rest = parts(later)
+            if re.search(rf"\b{re.escape(name)}\b", rest):
+                return True
+            if t == name or (t and "(" not in t and name in [n.strip() for n in t.split(",")]):
+                return False
+        return False
+
+    kept = []
+    for i, line in enumerate(lines):
+        target, rest = parts(line)
+        if target in variables and not read_later(target, i):
+            continue
+        if target and "," in target and "(" not in target:
+            names = [n.strip() for n in target.split(",")]
+            used = [n if read_later(n, i) else "_" for n in names]
+            if used != names:
+                line = line.replace(f"{target} = ", f"{', '.join(used)} = ", 1)
+        kept.append(line)
+    return kept
 
 
 def _is_chain(graph: Graph) -> bool:

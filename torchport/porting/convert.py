@@ -125,6 +125,7 @@ class Converter:
         self.is_output = is_output
         self.call_args = list(call_args or [])
         self.out_masks: list[str | None] = []  # set by the builder before `forward`: the outputs' mask variables
+        self.temp = lambda wanted: wanted  # the builder's name maker: a fresh local variable for `forward`
         lo, hi = self.n_inputs
         if not lo <= len(inputs) <= hi:
             self.fail(f"takes {lo}{'' if lo == hi else f' to {hi}'} input(s), got {len(inputs)}")

@@ -16,6 +16,8 @@ import io
 import json
 import os
 import re
+import signal
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -108,7 +110,21 @@ def _vars_index(key: str) -> int:
 
 
 def _text(v) -> str:
+    """An attribute as text; bytes that are not UTF-8 (h5py hands them over as lone surrogates) become U+FFFD."""
+    if isinstance(v, str):
+        v = v.encode("utf-8", "surrogateescape")
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _valid_text(obj):
+    """JSON strings without lone surrogates (json.loads accepts "\\udc80"; no source file can hold one)."""
+    if isinstance(obj, str):
+        return obj.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(obj, list):
+        return [_valid_text(v) for v in obj]
+    if isinstance(obj, dict):
+        return {_valid_text(k): _valid_text(v) for k, v in obj.items()}
+    return obj
 
 
 def _get(h5, path: str, what: str):
@@ -162,7 +178,59 @@ def _json(raw: bytes | str, what: str) -> dict:
         raise ModelFileError(f"{what} is not valid JSON ({_first_line(e)})") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{what} is not a JSON object")
-    return data
+    try:
+        return _valid_text(data)
+    except RecursionError:
+        raise ModelFileError(f"{what} is nested too deeply to be a model config") from None
+
+
+# ---- libhdf5 on hostile bytes -----------------------------------------------------------------------------
+
+PROBE_SECONDS = 20.0  # reading the attributes of a real Keras file takes milliseconds
+
+
+def _read_metadata(h5) -> None:
+    """Every attribute value and every object's metadata: what torchport reads from the file besides the
+    weights' data (whose sizes are checked before they are read)."""
+    def visit(name, obj):
+        dict(obj.attrs)
+        if hasattr(obj, "shape"):
+            obj.shape, obj.dtype  # noqa: B018 (reading them is the point)
+
+    dict(h5.attrs)
+    h5.visititems(visit)
+
+
+def _libhdf5_survives(open_file, path: str) -> None:
+    """libhdf5 can loop forever or crash on corrupt bytes (a fuzzed .h5 with 4 bytes changed made reading its
+    `model_config` attribute spin for good: no Python error, no timeout). So the metadata is read first in a
+    forked child: if the child hangs or dies, the file is refused in one line; if it finishes, the same reads
+    are safe here. Without fork (Windows) the reads happen here directly."""
+    if not hasattr(os, "fork"):
+        return
+    pid = os.fork()
+    if pid == 0:  # the child: read, then leave without running any of the parent's cleanup
+        code = 0
+        try:
+            with open_file() as h5:
+                _read_metadata(h5)
+        except BaseException:
+            code = 3  # a Python-level error: the parent meets it too, and says it
+        os._exit(code)
+    deadline = time.monotonic() + PROBE_SECONDS
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise ModelFileError(f"{path}: corrupt HDF5 (the HDF5 library did not finish reading its metadata "
+                                 f"in {PROBE_SECONDS:.0f} s); refused")
+        time.sleep(0.002)
+    if os.WIFSIGNALED(status):
+        name = signal.Signals(os.WTERMSIG(status)).name
+        raise ModelFileError(f"{path}: corrupt HDF5 (the HDF5 library crashed reading it: {name}); refused")
 
 
 # ---- the two formats ----------------------------------------------------------------------------------------
@@ -189,6 +257,7 @@ def _open_keras_zip(path: str) -> KerasFile:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as e:
         raise ModelFileError(f"{path}: truncated or corrupt .keras archive ({_first_line(e)})") from None
+    _libhdf5_survives(lambda: h5py.File(io.BytesIO(blob), "r"), path)
     try:
         h5 = h5py.File(io.BytesIO(blob), "r")
     except Exception as e:
@@ -208,6 +277,7 @@ def _open_keras_zip(path: str) -> KerasFile:
 def _open_legacy_h5(path: str) -> KerasFile:
     import h5py
 
+    _libhdf5_survives(lambda: h5py.File(path, "r"), path)
     try:
         h5 = h5py.File(path, "r")
     except Exception as e:
@@ -227,6 +297,12 @@ def _open_legacy_h5(path: str) -> KerasFile:
         if "model_weights" not in h5:
             raise ModelFileError(f"{path}: no model_weights group (saved without weights?)")
         version = _text(h5.attrs.get("keras_version", h5["model_weights"].attrs.get("keras_version", "unknown")))
+    except ModelFileError:
+        h5.close()
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py's errors on damaged structures
+        h5.close()
+        raise ModelFileError(f"{path}: corrupt HDF5 ({_first_line(e)})") from None
     except BaseException:
         h5.close()
         raise

@@ -281,14 +281,12 @@ class Bidirectional(Converter):
         s = self.spec
         u = s.units
         n_out = 1 if self.merge is not None else 2
-        seq = f"{outs[0]}_seq"
+        seq = self.temp(f"{outs[0]}_seq")
         call = _call(self.attr, ins[0], self.inputs[0].mask, False)
         states = outs[n_out:]
         if s.return_state:
-            if s.cls == "LSTM":
-                lines = [f"{seq}, ({seq}_h, {seq}_c) = {call}"]
-            else:
-                lines = [f"{seq}, {seq}_h = {call}"]
+            h, c = self.temp(f"{seq}_h"), self.temp(f"{seq}_c")
+            lines = [f"{seq}, ({h}, {c}) = {call}" if s.cls == "LSTM" else f"{seq}, {h} = {call}"]
         else:
             lines = [f"{seq} = {call}[0]"]
         if s.return_sequences:
@@ -308,7 +306,7 @@ class Bidirectional(Converter):
             lines.append(f"{outs[0]}, {outs[1]} = {fwd}, {bwd}")
         if s.return_state:  # the forward direction's states, then the backward one's
             names = s.state_names()
-            per_dir = [f"{seq}_{n}[{d}]" for d in (0, 1) for n in names]
+            per_dir = [f"{h if n == 'h' else c}[{d}]" for d in (0, 1) for n in names]
             lines.append(f"{', '.join(states)} = {', '.join(per_dir)}")
         return lines
 
