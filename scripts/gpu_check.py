@@ -235,7 +235,7 @@ def markdown(report: dict) -> str:
         lines += ["", f"## GPU vs CPU {key} (max relative difference)", ""]
         lines += [f"- {k}: {v:.3g}" for k, v in report[key].items()]
     d = report["determinism"]
-    lines += ["", f"## Determinism (300 steps, torch.equal): two runs {d['two runs']}; CUDA graph vs eager "
+    lines += ["", f"## Determinism ({d['steps']} steps, torch.equal): two runs {d['two runs']}; CUDA graph vs eager "
               f"{d['CUDA graph vs eager']}", "", "## Checkpoints", ""]
     lines += [f"- {k}: {v}" for k, v in report["checkpoints"].items()]
     return "\n".join(lines) + "\n"
@@ -256,7 +256,7 @@ def main():
     report["speed"] = speed(device, steps)
     report["parity, TF32 off"] = parity(device) if device.type == "cuda" else {"skipped (no CUDA)": 0.0}
     report["parity, TF32 on"] = parity(device, tf32=True) if device.type == "cuda" else {"skipped (no CUDA)": 0.0}
-    report["determinism"] = determinism(device, 60 if args.quick else 300)
+    report["determinism"] = {"steps": 60 if args.quick else 300, **determinism(device, 60 if args.quick else 300)}
     report["checkpoints"] = resume_checks(device)
     report["seconds"] = time.time() - t0
     os.makedirs(args.out, exist_ok=True)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from torchport.bench import _median_window_ms, format_markdown, training_flops
+from torchport.bench import _faster_or_slower, _median_window_ms, format_markdown, training_flops
 from torchport.cifar10 import SimpleCNN
 
 
@@ -29,6 +29,7 @@ def test_markdown_table_reports_ratios():
          "speedup_train": 1.2, "speedup_infer": 1.33, "memory_ratio": 0.407}
     md = format_markdown(r)
     assert "| train ms/step (median) | 30.0 | 36.0 | 1.20x faster |" in md and "41% of Keras" in md
+    assert _faster_or_slower(0.88) == "1.14x slower" and _faster_or_slower(1.2) == "1.20x faster"
     assert "the bytes floor is 9.7 ms/step" in md and "| x (FLOP + bytes floors) | 1.08 | 1.29 | |" in md
 
 

@@ -127,3 +127,84 @@ def test_a_cpu_run_saves_no_gpu_rng_and_creates_no_cuda_context():
     from torchport.checkpoint import rng_state
     assert set(rng_state(torch.device("cpu"))) == {"torch", "python", "numpy"}
     assert not torch.cuda.is_initialized()
+
+
+def test_the_legacy_allow_tf32_flags_are_set_and_restored_on_an_older_torch(monkeypatch):
+    """torch before 2.9 has no `fp32_precision`: the context then uses `allow_tf32`, and restores it."""
+    import warnings
+
+    from torchport import fastpaths
+    monkeypatch.setattr(fastpaths, "_precision_api", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch 2.9+ deprecates the legacy flags it still honours
+        cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+        saved = cuda.allow_tf32, cudnn.allow_tf32
+        try:
+            cuda.allow_tf32, cudnn.allow_tf32 = True, True  # a user who turned TF32 on
+            with numerics("cpu", tf32=False):
+                assert (cuda.allow_tf32, cudnn.allow_tf32) == (False, False)
+                assert fastpaths._flags()["matmul"] is False and fastpaths._flags()["conv"] is False
+            assert (cuda.allow_tf32, cudnn.allow_tf32) == (True, True)
+        finally:
+            cuda.allow_tf32, cudnn.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("capability, want", [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_bf16_becomes_fp16_with_one_line_on_a_gpu_before_compute_capability_8(monkeypatch, capability, want):
+    """Colab's T4 (7.5) emulates bf16: fp16 with loss scaling instead, said in one line (no GPU needed)."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    said = []
+    assert resolve_amp(torch.device("cuda"), "bf16", warn=said.append) == want
+    assert len(said) == (1 if want == "fp16" else 0)
+    assert not said or "compute capability 7.5" in said[0]
+
+
+def test_an_fp16_run_resumes_with_its_grad_scaler_state_bit_for_bit(tmp_path):
+    """fp16 on the CPU (autocast + GradScaler): 3 epochs straight, and 1 epoch then a resume from its
+    checkpoint, give the same weights and the same scale; the checkpoint holds the scaler's state."""
+    from torchport.checkpoint import Checkpointer, resume_run
+
+    def run(epochs, ck=None, resume=False):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        opt = OPTIMIZERS["SGD"](model.parameters(), learning_rate=0.1, momentum=0.9)
+        g = torch.Generator().manual_seed(1)
+        loader = TensorLoader(torch.randn(40, 6, generator=g), torch.arange(40) % 3, 8, shuffle=True, seed=2)
+        point = resume_run(str(ck), True, {"amp": "fp16"}, model, opt)[1] if resume else None
+        callbacks = [Checkpointer(str(ck), {"amp": "fp16"}, loader)] if ck else []
+        scaler_seen = []
+        callbacks.append(type("Spy", (engine.Callback,), {"on_train_end": lambda self, logs=None: scaler_seen.append(
+            self.params["grad_scaler"].state_dict())})())
+        engine.fit(model, opt, F.cross_entropy, loader, epochs, verbose=0, amp="fp16", callbacks=callbacks,
+                   resume=point)
+        return model.state_dict(), scaler_seen[0]
+
+    straight, scale = run(3)
+    run(1, tmp_path)  # writes epoch-0001.pt
+    state = torch.load(tmp_path / "epoch-0001.pt", weights_only=True)
+    assert state["resume"]["scaler"] is not None and "scale" in state["resume"]["scaler"]
+    resumed, resumed_scale = run(3, tmp_path, resume=True)
+    assert scale["_growth_tracker"] == 15  # 5 unskipped steps an epoch: the state a resume must carry on
+    assert resumed_scale == scale and all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_a_resume_under_other_numerics_is_refused(tmp_path):
+    """The run's config holds device, amp, tf32 and compile: a checkpoint made with TF32 on is skipped by a
+    run with it off (and the other way round), naming the setting."""
+    import dataclasses
+
+    from torchport.checkpoint import Checkpointer, load_latest, run_identity
+    from torchport.cifar10 import Cifar10Config
+
+    model = torch.nn.Linear(3, 2)
+    opt = OPTIMIZERS["SGD"](model.parameters(), learning_rate=0.1)
+    loader = TensorLoader(torch.randn(4, 3), torch.arange(4) % 2, 2)
+    made = run_identity(Cifar10Config(tf32=True, amp="bf16"))
+    engine.fit(model, opt, F.cross_entropy, loader, 1, verbose=0, callbacks=[Checkpointer(str(tmp_path), made, loader)])
+    for other in (dataclasses.replace(Cifar10Config(), amp="bf16"), dataclasses.replace(Cifar10Config(), tf32=True),
+                  Cifar10Config(tf32=True, amp="bf16", device="cuda"), Cifar10Config(tf32=True, amp="bf16",
+                                                                                       compile="default")):
+        said = []
+        assert load_latest(str(tmp_path), run_identity(other), model, opt, warn=said.append) is None
+        assert "made by a run with different settings" in said[0]
+    assert load_latest(str(tmp_path), made, model, opt) is not None

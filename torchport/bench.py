@@ -339,6 +339,11 @@ def format_seed_table(t: dict) -> list[str]:
     return lines
 
 
+def _faster_or_slower(ratio: float) -> str:
+    """Keras' time / torchport's, said the way round it is (0.88 reads "1.14x slower", not "0.88x faster")."""
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+
+
 def format_markdown(r: dict) -> str:
     k = r.get("keras")
     lines = [f"Device: {r['device']} ({r['threads']} threads), torch {r['torch']}"
@@ -353,7 +358,7 @@ def format_markdown(r: dict) -> str:
         return fmt.format(k[key]) if k else "n/a"
 
     lines.append(f"| train ms/step (median) | {t['ms_per_step']:.1f} | {kv('ms_per_step', '{:.1f}')} | "
-                 + (f"{r['speedup_train']:.2f}x faster |" if k else "|"))
+                 + (f"{_faster_or_slower(r['speedup_train'])} |" if k else "|"))
     lines.append(f"| x FLOP floor | {t['x_floor']:.2f} | {kv('x_floor', '{:.2f}')} | |")
     both = r["floor_ms_per_step"] + r["bytes_floor_ms_per_step"]
     theirs = f"{k['ms_per_step'] / both:.2f}" if k else "n/a"
