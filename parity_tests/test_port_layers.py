@@ -334,3 +334,17 @@ def test_a_mask_nothing_reads_leaves_no_unused_line_and_spatial_dropout_keeps_it
                  input_dtype="int32")
     assert "mask" in plan.source.split("def forward")[1]
     _ruff_clean(plan.source, tmp_path)
+
+
+def test_a_merge_of_two_masked_inputs_is_refused_naming_the_recorded_operation(keras, tmp_path):
+    """Keras 3 records the mask logic of a merge of masked inputs as tensor operations (LogicalOr, ...):
+    refused in one line that says so, not as a custom class."""
+    from torchport.errors import UnsupportedError
+    from torchport.port import plan_file
+    L = keras.layers
+    keras.utils.clear_session()
+    a, b = keras.Input((5,), dtype="int32"), keras.Input((5,), dtype="int32")
+    merged = L.Add()([L.Embedding(9, 3, mask_zero=True)(a), L.Embedding(9, 3, mask_zero=True)(b)])
+    keras.Model([a, b], L.LSTM(2)(merged)).save(tmp_path / "m.keras")
+    with pytest.raises(UnsupportedError, match="tensor operation in the Functional graph is not supported"):
+        plan_file(str(tmp_path / "m.keras"))

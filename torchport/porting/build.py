@@ -132,8 +132,11 @@ def _refuse_unknown(layer) -> None:
     if layer.class_name in ("Sequential", "Functional", "Model"):
         raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): nested models are not supported "
                                "(build the outer model from the inner model's layers)")
-    what = "operation" if layer.is_op else "layer class"
-    raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): this {what} is not supported "
+    if layer.is_op:  # Keras 3 records tensor operations in a Functional graph (its masks' too)
+        raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): this tensor operation in the Functional "
+                               "graph is not supported (Keras records such operations for a merge of masked inputs "
+                               "too; only an Embedding's `!= 0` mask is ported)")
+    raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): this layer class is not supported "
                            f"(custom or unregistered classes are never ported)")
 
 
