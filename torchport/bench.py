@@ -150,7 +150,6 @@ def matmul_flops_per_s(device, n: int = 2048, seconds: float = 2.0) -> float:
 
 
 def _sync(device) -> None:
-
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
@@ -273,9 +272,6 @@ def _in_subprocess(kind: str, hide_gpus: bool = False, **kw) -> dict:
 
 
 def run_bench(cifar_dir, mnist_dir, device, quick: bool = False, with_keras: bool = True) -> dict:
-
-
-
     steps, window, warmup = (60, 10, 20) if quick else (400, 20, 40)
     fwd, train = training_flops(SimpleCNN(), torch.zeros(32, 3, 32, 32))
 
@@ -378,8 +374,6 @@ def format_markdown(r: dict) -> str:
 
 
 def main(args) -> int:
-
-
     if args.cifar_dir and find_cifar(args.cifar_dir) is None:
         raise UsageError(f"--cifar-dir {args.cifar_dir}: no CIFAR-10 data there")
     if args.mnist_dir and find_mnist_files(args.mnist_dir) is None:

@@ -92,7 +92,6 @@ class Checkpointer(Callback):
 
     def __init__(self, directory: str, config: dict, loader, keep: int = 3, epoch_offset: int = 0,
                  extra=lambda: {}, resume_hint: str = "the same command with --resume", group=None):
-
         self.directory, self.config, self.loader, self.keep = directory, config, loader, keep
         self.epoch_offset, self.extra, self.resume_hint = epoch_offset, extra, resume_hint
         self.group = group or SINGLE  # under torchrun rank 0 writes; every rank stops at the same step

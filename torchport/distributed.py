@@ -106,7 +106,6 @@ class SyncedMean(WeightedMean):
     A progress bar reads `running()`: this rank's own means, without a collective only rank 0 would join."""
 
     def result(self) -> dict[str, float]:
-
         if self.buffer is None:
             return {}
         w = self.weights()
@@ -120,7 +119,6 @@ class SyncedMean(WeightedMean):
     # A mid-epoch checkpoint holds the global per-step means (every rank's batches combined); on resume
     # rank 0 carries them and the other ranks start their sums from nothing: the totals are the same.
     def state_dict(self) -> dict:
-
         if self.buffer is None:
             return super().state_dict()
         w = self.weights()
@@ -130,7 +128,6 @@ class SyncedMean(WeightedMean):
         return {"buffer": (sums / w[:, None]).cpu(), "sizes": [int(n) for n in w.tolist()]}
 
     def load_state_dict(self, state: dict, device=None) -> None:
-
         super().load_state_dict(state, device)
         if dist.get_rank() != 0 and self.buffer is not None:
             self.buffer.zero_()

@@ -1,6 +1,11 @@
 """One error type per family; `cli.py` turns each into one line and an exit code."""
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: the first line of its message, or its type's name when it has none."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
 class TorchportError(Exception):
     """Base of every error a user can act on. `exit_code` is what the CLI returns."""
 

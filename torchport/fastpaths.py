@@ -20,6 +20,7 @@ import sys
 import torch
 
 from .distributed import unwrap
+from .errors import first_line
 
 
 def _precision_api() -> bool:
@@ -123,8 +124,8 @@ def maybe_compile(model: torch.nn.Module, mode: str | None, train_step=None) -> 
         compiled.train()
         return compiled
     except Exception as e:  # no C++ compiler, no triton, an unsupported op: eager is always correct
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        print(f"torchport: warning: torch.compile unavailable here ({first}); running eagerly", file=sys.stderr)
+        print(f"torchport: warning: torch.compile unavailable here ({first_line(e, 160)}); running eagerly",
+              file=sys.stderr)
         model.train()
         return model
 

@@ -131,7 +131,6 @@ def check_fits_model(arrays: dict, plan, loss) -> None:
 
 
 def _tensors(x: np.ndarray, y: np.ndarray, plan, loss, device):
-
     if plan.inputs[0].layout == NCHW:  # Keras' NHWC images -> torch's NCHW, in their stored dtype
         x = x.transpose(0, 3, 1, 2)
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
@@ -143,7 +142,6 @@ def _tensors(x: np.ndarray, y: np.ndarray, plan, loss, device):
 
 
 def make_loaders(arrays, plan, loss, cfg: FitConfig, device, shard=(0, 1)):
-
     dtype = torch.float64 if plan.dtype == "float64" else torch.float32
     images = plan.inputs[0].layout == NCHW
     sparse = loss.name == "sparse_categorical_crossentropy"
@@ -236,7 +234,6 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
 
 
 def run(cfg: FitConfig) -> dict:
-
     group, device = distributed.setup(torch.device(cfg.device))  # one process, or one of torchrun's
     verbose = cfg.verbose if group.main else 0
     plan = plan_file(cfg.model)

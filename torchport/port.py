@@ -29,13 +29,14 @@ def plan_file(path: str, dtype: str | None = None) -> Plan:
             plan.lr_dtype = kfile.learning_rate_dtype()
         except TorchportError:
             raise
-        except (OSError, RuntimeError) as e:  # h5py on a damaged HDF5 structure (a node, a message, a heap)
-            detail = (str(e).strip().splitlines() or [""])[0][:160]
-            raise ModelFileError(f"{path}: corrupt HDF5 ({type(e).__name__}: {detail})") from None
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, OverflowError,
-                ZeroDivisionError) as e:  # a config of the wrong shape somewhere we read it: hostile or corrupt
+                ZeroDivisionError, OSError, RuntimeError) as e:
+            # h5py's OSError/RuntimeError: a damaged HDF5 structure (a node, a message, a heap); the rest: a
+            # config of the wrong shape somewhere we read it (RecursionError is a RuntimeError, but a config's)
+            hdf5 = isinstance(e, (OSError, RuntimeError)) and not isinstance(e, RecursionError)
             detail = (str(e).strip().splitlines() or [""])[0][:160]
-            raise ModelFileError(f"{path}: malformed model config ({type(e).__name__}: {detail})") from None
+            what = "corrupt HDF5" if hdf5 else "malformed model config"
+            raise ModelFileError(f"{path}: {what} ({type(e).__name__}: {detail})") from None
     plan.source = codegen.source(plan)
     plan.summary = summary_text(plan)
     return plan

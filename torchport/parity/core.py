@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import first_line
+
 
 @dataclass
 class Result:
@@ -30,8 +32,7 @@ def in_keras(fn, what: str):
     try:
         return fn()
     except Exception as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise KerasCannotRun(f"Keras cannot run {what} on this machine: {reason}") from None
+        raise KerasCannotRun(f"Keras cannot run {what} on this machine: {first_line(e)}") from None
 
 
 def summary_line(results: list[Result]) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import engine
+from ..errors import first_line
 from ..keras_env import import_keras
 from ..keras_fit import FitConfig, setup
 from ..port import plan_file
@@ -205,7 +206,7 @@ def keras_cannot_run(plan, path: str) -> str | None:
     try:
         km = load_reference(path, plan.ctx.keras_version)
     except Exception as e:
-        return f"Keras cannot load this file itself ({_first_line(e)})"
+        return f"Keras cannot load this file itself ({first_line(e, 300)})"
     import tensorflow as tf
     if any(layer.config.get("data_format") == "channels_first" for layer in plan.graph.layers) \
             and not tf.config.list_physical_devices("GPU"):
@@ -218,12 +219,8 @@ def keras_cannot_run(plan, path: str) -> str | None:
         x = make_inputs(plan, 2, 0)
         km(x if len(x) > 1 else x[0], training=False)
     except Exception as e:
-        return f"Keras cannot run this model on this machine ({_first_line(e)})"
+        return f"Keras cannot run this model on this machine ({first_line(e, 300)})"
     return None
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def guarded(name: str, check) -> list[Result]:
@@ -385,7 +382,6 @@ def check_optimizer(plan, path: str, steps: int = 1000, seed: int = 0) -> Result
     """The model's own optimizer (compile settings) on the same random gradients in Keras and torchport,
     a 64-vector in float32, compared every 100th step."""
     import tensorflow as tf
-
 
     keras = reference_keras(path, plan.ctx.keras_version)
     cc = plan.compile_config or {}

@@ -62,7 +62,6 @@ def forward_diff(km, tm, x: np.ndarray) -> float:
 # ---- checks ----------------------------------------------------------------------------------------------
 
 def check_structure(keras) -> list[Result]:
-
     out = []
     for which, example in (("cifar", torch.zeros(1, 3, 32, 32)), ("mnist", None)):
         km, tm = twins(keras, which)
@@ -236,7 +235,6 @@ def check_optimizer(keras, variant="momentum", steps=1000, seed=0) -> Result:
 
 
 def _sample_subset(n):
-
     with contextlib.redirect_stderr(io.StringIO()):
         (x, y), _ = load_data(None)
     return x[:n], y[:n]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import MissingFileError, ModelFileError
+from ..errors import MissingFileError, ModelFileError, first_line
 
 MAX_CONFIG_BYTES = 64 * 2**20     # a config.json of 64 MiB would describe ~100k layers: more is not a model
 MAX_WEIGHTS_BYTES = 16 * 2**30    # read into memory: refuse before trying rather than exhaust it
@@ -87,7 +87,7 @@ class KerasFile:
         except ModelFileError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on damaged metadata
-            raise ModelFileError(f"weights of layer '{layer_name}': corrupt weights file ({_first_line(e)})") from None
+            raise ModelFileError(f"weights of layer '{layer_name}': corrupt weights file ({first_line(e)})") from None
 
     def _layer_arrays(self, storage_key: str, layer_name: str, slots: list[str]) -> list:
         if self.format == "keras":
@@ -164,18 +164,14 @@ def read_array(ds, where: str) -> np.ndarray:
     try:
         return np.asarray(ds[()])
     except Exception as e:  # truncated or corrupt chunks
-        raise ModelFileError(f"{where}: cannot read the array ({_first_line(e)})") from None
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ModelFileError(f"{where}: cannot read the array ({first_line(e)})") from None
 
 
 def _json(raw: bytes | str, what: str) -> dict:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as e:
-        raise ModelFileError(f"{what} is not valid JSON ({_first_line(e)})") from None
+        raise ModelFileError(f"{what} is not valid JSON ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{what} is not a JSON object")
     try:
@@ -256,17 +252,17 @@ def _open_keras_zip(path: str) -> KerasFile:
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as e:
-        raise ModelFileError(f"{path}: truncated or corrupt .keras archive ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: truncated or corrupt .keras archive ({first_line(e)})") from None
     _libhdf5_survives(lambda: h5py.File(io.BytesIO(blob), "r"), path)
     try:
         h5 = h5py.File(io.BytesIO(blob), "r")
     except Exception as e:
-        raise ModelFileError(f"{path}: model.weights.h5 is not a readable HDF5 file ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: model.weights.h5 is not a readable HDF5 file ({first_line(e)})") from None
     try:
         has_layers = "layers" in h5
     except Exception as e:
         h5.close()
-        raise ModelFileError(f"{path}: model.weights.h5 is corrupt ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: model.weights.h5 is corrupt ({first_line(e)})") from None
     if not has_layers:
         h5.close()
         raise ModelFileError(f"{path}: model.weights.h5 holds no 'layers' group")
@@ -281,7 +277,7 @@ def _open_legacy_h5(path: str) -> KerasFile:
     try:
         h5 = h5py.File(path, "r")
     except Exception as e:
-        raise ModelFileError(f"{path}: not a readable HDF5 file ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: not a readable HDF5 file ({first_line(e)})") from None
     try:
         if "model_config" not in h5.attrs:
             what = ("holds weights only (a .weights.h5 file), no model config"
@@ -302,7 +298,7 @@ def _open_legacy_h5(path: str) -> KerasFile:
         raise
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py's errors on damaged structures
         h5.close()
-        raise ModelFileError(f"{path}: corrupt HDF5 ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: corrupt HDF5 ({first_line(e)})") from None
     except BaseException:
         h5.close()
         raise
@@ -323,5 +319,5 @@ def open_model_file(path: str) -> KerasFile:
         if h5py.is_hdf5(path):
             return _open_legacy_h5(path)
     except OSError as e:
-        raise ModelFileError(f"{path}: cannot read ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: cannot read ({first_line(e)})") from None
     raise ModelFileError(f"{path}: not a Keras model file (neither a .keras zip nor an HDF5 .h5)")
