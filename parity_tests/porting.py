@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from torchport.parity import model as pm
-from torchport.port import plan_file
+from torchport.porting.plan import plan_file
 
 
 def randomize(model, seed: int = 0) -> None:

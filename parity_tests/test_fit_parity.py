@@ -14,7 +14,7 @@ from torchport.keras_compat.metrics import get_metric
 from torchport.keras_compat.optim import OPTIMIZERS
 from torchport.parity import model as pm
 from torchport.parity.core import max_rel
-from torchport.port import plan_file
+from torchport.porting.plan import plan_file
 
 OPTIMIZER_CASES = [
     ("SGD", {"learning_rate": 0.05}), ("SGD", {"momentum": 0.9, "nesterov": True}),
@@ -332,7 +332,7 @@ def test_parity_command_with_loss_and_metric_objects_top_k_and_a_validation_set(
 def test_parity_command_fails_with_exit_1_on_a_wrong_port(keras, tmp_path, capsys, monkeypatch):
     """Planted bug: a Dense converter that forgets the bias makes the table fail and the command exit 1."""
     from torchport.cli import main
-    from torchport.porting import layers_core
+    from torchport.porting.layers import core as layers_core
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
     model.compile("sgd", "categorical_crossentropy")

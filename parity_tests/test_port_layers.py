@@ -66,7 +66,7 @@ def test_channels_first_ports_as_its_channels_last_twin(keras, tmp_path, stack):
     import torch
 
     from torchport.parity import model as pm
-    from torchport.port import load_keras, plan_file
+    from torchport.porting.plan import load_keras, plan_file
 
     L = keras.layers
     shape, layers = CHANNELS_FIRST_STACKS[stack]
@@ -153,6 +153,13 @@ def test_padding_cropping_upsampling(keras, tmp_path, pad, size, interpolation):
           L.Cropping2D(((pad[1], pad[0]), (pad[3], pad[2]))), L.UpSampling2D(size, interpolation=interpolation),
           L.Conv2D(2, 1), float64=interpolation == "nearest")  # TensorFlow resizes bilinearly in float32
 
+
+
+@LAYER
+@given(pad=st.tuples(st.integers(0, 3), st.integers(0, 3)), size=st.integers(1, 3))
+def test_padding_and_upsampling_1d(keras, tmp_path, pad, size):
+    L = keras.layers
+    check(keras, tmp_path, (5, 3), L.ZeroPadding1D(pad), L.UpSampling1D(size), L.Conv1D(2, 2))
 
 @LAYER
 @given(order=st.permutations([1, 2, 3]), target=st.sampled_from([(4, 15), (60,), (3, 4, 5), (5, -1)]))
@@ -276,15 +283,15 @@ def test_symmetric_padding_for_a_strided_same_conv_is_caught(keras, tmp_path, mo
 
 
 def test_torch_gru_gate_order_is_caught(keras, tmp_path, monkeypatch):
-    from torchport.porting import layers_rnn
+    from torchport.porting.layers import rnn as layers_rnn
     monkeypatch.setattr(layers_rnn, "_reorder_gru", lambda a, u, axis=-1: a)  # Keras' z, r, h read as r, z, n
     with pytest.raises(AssertionError, match="forward float32"):
         check(keras, tmp_path, (5, 4), keras.layers.GRU(3))
 
 
 def test_nchw_flatten_is_caught(keras, tmp_path, monkeypatch):
-    from torchport.porting import layers_core
-    monkeypatch.setattr(layers_core.Flatten, "forward", lambda self, ins, outs: [f"{outs[0]} = {ins[0]}.flatten(1)"])
+    from torchport.porting.layers import reshaping
+    monkeypatch.setattr(reshaping.Flatten, "forward", lambda self, ins, outs: [f"{outs[0]} = {ins[0]}.flatten(1)"])
     with pytest.raises(AssertionError, match="forward float32"):
         check(keras, tmp_path, (4, 4, 3), keras.layers.Conv2D(2, 1), keras.layers.Flatten(), keras.layers.Dense(2))
 
@@ -340,7 +347,7 @@ def test_a_merge_of_two_masked_inputs_is_refused_naming_the_recorded_operation(k
     """Keras 3 records the mask logic of a merge of masked inputs as tensor operations (LogicalOr, ...):
     refused in one line that says so, not as a custom class."""
     from torchport.errors import UnsupportedError
-    from torchport.port import plan_file
+    from torchport.porting.plan import plan_file
     L = keras.layers
     keras.utils.clear_session()
     a, b = keras.Input((5,), dtype="int32"), keras.Input((5,), dtype="int32")

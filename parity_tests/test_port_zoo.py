@@ -12,7 +12,7 @@ from porting import assert_all
 
 from torchport.originals.keras_zoo import ZOO, build
 from torchport.parity import model as pm
-from torchport.port import load_keras, plan_file
+from torchport.porting.plan import load_keras, plan_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

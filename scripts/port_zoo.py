@@ -12,7 +12,7 @@ from torchport.keras_env import import_keras
 def port_in_subprocess(path: str) -> tuple[float, float, float]:
     """(seconds to port, seconds with `import torch`, peak RSS in MB) of `load_keras(path)` in a fresh
     interpreter without TensorFlow. The peak is VmHWM (ru_maxrss would include the forking parent's)."""
-    code = ("import re, time, sys; t0 = time.perf_counter(); import torch; from torchport.port import load_keras; "
+    code = ("import re, time, sys; t0 = time.perf_counter(); import torch; from torchport.porting import load_keras; "
             "t1 = time.perf_counter(); load_keras(sys.argv[1]); t2 = time.perf_counter(); "
             "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
             "print(t2 - t1, t2 - t0, hwm / 1024)")
@@ -30,7 +30,7 @@ def main():
 
     from torchport.originals.keras_zoo import ZOO, build
     from torchport.parity import model as pm
-    from torchport.port import plan_file
+    from torchport.porting.plan import plan_file
 
     folder = args.out or tempfile.mkdtemp(prefix="torchport-zoo-")
     os.makedirs(folder, exist_ok=True)

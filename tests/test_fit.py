@@ -226,7 +226,7 @@ def test_sigterm_mid_run_then_resume_is_bit_identical(tmp_path):
 def test_metric_objects_resolve_as_keras_resolves_them():
     """keras.metrics.Accuracy() is exact equality (not the string "accuracy", resolved by shape); a second
     metric of the same name is `name_1`, as Keras' History names it; top-k keeps its k."""
-    from torchport.porting.compile import resolve
+    from torchport.keras_fit.compile import resolve
     cc = compile_config(loss="binary_crossentropy", metrics=())
     cc["metrics"] = [{"module": "keras.metrics", "class_name": "Accuracy", "config": {"name": "accuracy"}},
                      "accuracy", "accuracy",

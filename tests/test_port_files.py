@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from torchport.cli import main
 from torchport.errors import ModelFileError, TorchportError, UnsupportedError
-from torchport.port import load_keras, plan_file
+from torchport.porting.plan import load_keras, plan_file
 
 from torchport.originals.seed_cnn import CONFIG as SEED_CONFIG
 

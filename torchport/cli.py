@@ -205,20 +205,19 @@ def _run(args) -> int:
 def _port(args) -> int:
     import time
 
+    from .parity.core import summary_line
     from .port import port
 
     t0 = time.perf_counter()
-    plan = port(args.model, args.out, parity=not args.no_parity, log=lambda m: print(m, file=sys.stderr))
-    params = plan.param_count()
-    print(f"Ported {args.model} -> {args.out}/model.py (class {plan.cls}, {params:,} parameters, "
-          f"{time.perf_counter() - t0:.1f} s): model.py, weights.pt, summary.txt"
-          + (", parity.md" if os.path.exists(os.path.join(args.out, "parity.md")) else ""))
-    report = os.path.join(args.out, "parity.md")
-    if os.path.exists(report):
-        last = open(report).read().strip().splitlines()[-1]
-        print(f"Parity against Keras: {last}")
-        return 0 if " 0 failed" in last or "nothing to compare" in last else 1
-    return 0
+    ported = port(args.model, args.out, parity=not args.no_parity, log=lambda m: print(m, file=sys.stderr))
+    plan = ported.plan
+    print(f"Ported {args.model} -> {args.out}/model.py (class {plan.cls}, {plan.param_count():,} parameters, "
+          f"{time.perf_counter() - t0:.1f} s): {', '.join(ported.files)}")
+    if ported.parity is not None:
+        print(f"Parity against Keras: {summary_line(ported.parity)}")
+    elif ported.parity_note:
+        print(f"Parity against Keras: {ported.parity_note}: nothing to compare against.")
+    return 0 if ported.passed else 1
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):

@@ -121,3 +121,10 @@ LOSSES = {
     "mean_absolute_error": KerasLoss._mae,
     "huber": KerasLoss._huber,
 }
+
+# other names Keras accepts for the same losses (strings and class names, lower-cased)
+ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber_loss": "huber",
+           "categoricalcrossentropy": "categorical_crossentropy",
+           "sparsecategoricalcrossentropy": "sparse_categorical_crossentropy",
+           "binarycrossentropy": "binary_crossentropy", "meansquarederror": "mean_squared_error",
+           "meanabsoluteerror": "mean_absolute_error"}

@@ -15,9 +15,9 @@ import torch
 from .. import engine
 from ..errors import first_line
 from ..keras_env import import_keras
-from ..keras_fit import FitConfig, setup
-from ..port import plan_file
-from ..porting import compile as compiling
+from ..keras_fit import compile as compiling
+from ..keras_fit.run import FitConfig, setup
+from ..porting.plan import plan_file
 from ..porting.convert import NCHW
 from .core import KerasCannotRun, Result, format_table, in_keras, max_abs, max_rel, summary_line, worst
 
@@ -239,18 +239,23 @@ def port_checks(plan, path: str) -> list[Result]:
             plan, path, d))]
 
 
-def port_report(path: str, plan) -> str:
-    """parity.md: the port's forward and gradient checks against Keras, as `torchport parity` prints them."""
+def port_parity(path: str, plan) -> tuple[list[Result] | None, str | None]:
+    """The port's forward and gradient checks against Keras: (results, None), or (None, why) when Keras
+    itself cannot load or run this model here."""
+    why = keras_cannot_run(plan, path)
+    return (None, why) if why else (port_checks(plan, path), None)
+
+
+def port_report(plan, results: list[Result] | None, why: str | None = None) -> str:
+    """parity.md: the results of `port_parity`, as `torchport parity` prints them."""
     keras = import_keras()
     import tensorflow as tf
 
     head = [f"# Parity of `{plan.file_name}` ({plan.title}) against Keras", "",
             f"Keras {keras.__version__}, TensorFlow {tf.__version__}, torch {torch.__version__}; "
             "same weights, seeded inputs, inference mode.", ""]
-    why = keras_cannot_run(plan, path)
-    if why:
+    if results is None:
         return "\n".join(head + [f"{why}: nothing to compare against.", ""])
-    results = port_checks(plan, path)
     return "\n".join(head + ["```", format_table(results), "```", "", summary_line(results), ""])
 
 

@@ -25,11 +25,11 @@ from ..errors import TorchportError, UsageError
 from ..keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
 from ..keras_compat.summary import summary_rows
 from ..keras_env import import_keras
-from ..keras_fit import load_npz
+from ..keras_fit.data import load_npz
 from ..keras_io import keras_layout, keras_to_torch, to_keras_layout, weighted_layers
 from ..mnist import MnistModel
 from ..originals.keras_models import CIFAR_SHAPE, keras_cifar, keras_mnist
-from ..port import plan_file
+from ..porting.plan import plan_file
 from . import model as model_parity
 from .core import Result, count_differing, format_table, ks_statistic, max_abs, max_rel, summary_line, worst
 

@@ -17,14 +17,11 @@ import numpy as np
 import torch
 
 from ..errors import ModelFileError, UnsupportedError
-from . import codegen, layers_conv, layers_core, layers_merge, layers_norm, layers_rnn  # noqa: F401 (registry)
-from .convert import CONVERTERS, KERAS, MAX_PARAMS, NCHW, Context, Converter, Tensor, to_layout
+from . import codegen
+from .convert import KERAS, MAX_PARAMS, NCHW, Context, Converter, Tensor, to_layout
 from .files import KerasFile, read_array
 from .graph import Graph, parse
-
-_TAKES_MASK = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "GlobalAveragePooling1D", "GlobalAvgPool1D",
-               "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
-
+from .layers import CONVERTERS
 
 @dataclass
 class Plan:
@@ -177,7 +174,7 @@ def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
             if ref not in tensors:
                 raise ModelFileError(f"layer '{layer.name}' uses output {ref[2]} of '{ref[0]}', which has none")
             t = tensors[ref]
-            if t.mask is not None and layer.class_name not in _TAKES_MASK and not cls.passes_mask:
+            if t.mask is not None and not (cls.takes_mask or cls.passes_mask):
                 t = Tensor(t.var, t.shape, t.layout, None, t.dtype)  # Keras drops the mask here too
             ins.append(t)
         conv: Converter = cls(layer, attr, ins, ctx, (layer.name, call.node) in outputs, call.args)

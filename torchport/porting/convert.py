@@ -22,18 +22,6 @@ KERAS, NCHW = "keras", "nchw"
 MAX_DIM = 2**31 - 1          # a dimension beyond this is an absurd config, refused before any allocation
 MAX_PARAMS = 2**34           # 16 G parameters: no file that fits a disk holds more
 
-CONVERTERS: dict[str, type[Converter]] = {}
-
-
-def converter(*class_names: str):
-    def register(cls):
-        for name in class_names:
-            CONVERTERS[name] = cls
-        cls.keras_classes = class_names
-        return cls
-    return register
-
-
 @dataclass
 class Tensor:
     """A value in the generated `forward`: its variable, its Keras shape (batch excluded; None where the
@@ -115,7 +103,7 @@ class Converter:
     """Base: subclasses set what differs. `self.cfg` is the layer's config, `self.inputs` its input Tensors."""
 
     keras_classes: tuple = ()
-    takes_mask = False         # uses the mask in its computation (RNNs, GlobalAveragePooling1D)
+    takes_mask = False         # reads its input's mask (RNNs, merges, GlobalAveragePooling1D); else it is dropped
     passes_mask = False        # Keras' supports_masking: the input's mask flows through unchanged
     n_inputs: tuple = (1, 1)   # (min, max) inputs
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .convert import KERAS, Converter, Weight, converter, torch_dim
+from ..convert import KERAS, Converter, Weight, torch_dim
+from ..registry import converter
 
 
 def _axes(conv: Converter, rank: int) -> list[int]:

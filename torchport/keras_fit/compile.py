@@ -11,15 +11,10 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import UnsupportedError, UsageError
-from ..keras_compat.losses import LOSSES, KerasLoss
+from ..keras_compat.losses import ALIASES as LOSS_ALIASES, LOSSES, KerasLoss
 from ..keras_compat.metrics import get_metric, is_binary_or_sparse
 from ..keras_compat.optim import OPTIMIZERS, SCHEDULES
 
-LOSS_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber_loss": "huber",
-                "categoricalcrossentropy": "categorical_crossentropy",
-                "sparsecategoricalcrossentropy": "sparse_categorical_crossentropy",
-                "binarycrossentropy": "binary_crossentropy", "meansquarederror": "mean_squared_error",
-                "meanabsoluteerror": "mean_absolute_error"}
 OPTIMIZER_KEYS = {"learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "momentum", "nesterov", "rho",
                   "centered", "initial_accumulator_value", "weight_decay", "clipnorm", "global_clipnorm",
                   "clipvalue"}

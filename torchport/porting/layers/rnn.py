@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..keras_compat.recurrent import ACTIVATIONS
-from .convert import KERAS, Converter, Out, Weight, converter
+from ...keras_compat.recurrent import ACTIVATIONS
+from ..convert import KERAS, Converter, Out, Weight
+from ..registry import converter
 
 _GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 
@@ -160,7 +161,7 @@ def _call(attr: str, x: str, mask: str | None, backwards: bool) -> str:
 
 @converter("SimpleRNN", "LSTM", "GRU")
 class Recurrent(Converter):
-    passes_mask = False
+    takes_mask = True  # a masked step keeps the state
 
     def setup(self):
         self.spec = _RNNSpec(self, self.cfg, self.layer.class_name)
@@ -222,7 +223,7 @@ class Bidirectional(Converter):
     Keras' are after `flip`). Without return_sequences Keras keeps each direction's last output: the
     forward one at the last step, the backward one at the first."""
 
-    passes_mask = False
+    takes_mask = True
 
     def setup(self):
         inner = self.opt("layer")

@@ -6,11 +6,13 @@ elementwise merge keeps a step only where every input's mask does.
 """
 from __future__ import annotations
 
-from .convert import Converter, Out, converter, torch_dim
+from ..convert import Converter, Out, torch_dim
+from ..registry import converter
 
 
 class _Merge(Converter):
     n_inputs = (2, 64)
+    takes_mask = True  # the inputs' masks merge into the output's
 
     def setup(self):
         shapes = {t.shape for t in self.inputs}

@@ -1,0 +1,19 @@
+"""The converters, one module per Keras layer family (as Keras' own `keras/src/layers/` is laid out).
+
+This import list is the one place that loads them into the table (`registry.CONVERTERS`).
+"""
+from . import (  # noqa: F401 (each module registers its converters)
+    activations,
+    convolutional,
+    core,
+    merging,
+    normalization,
+    pooling,
+    preprocessing,
+    regularization,
+    reshaping,
+    rnn,
+)
+from ..registry import CONVERTERS
+
+__all__ = ["CONVERTERS"]

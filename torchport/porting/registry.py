@@ -1,0 +1,22 @@
+"""The one table of converters: Keras class name -> the converter class that ports it.
+
+Each converter registers itself with `@converter("ClassName", "Alias", ...)`; the families that hold them
+are imported in one place (`layers/__init__.py`), so importing `CONVERTERS` from here gives the full table.
+A name registered twice is an error: two converters for one class would make the port depend on import order.
+"""
+from __future__ import annotations
+
+CONVERTERS: dict[str, type] = {}
+
+
+def converter(*class_names: str):
+    """Register the decorated Converter subclass for these Keras class names."""
+    def register(cls):
+        for name in class_names:
+            if name in CONVERTERS:
+                raise ValueError(f"Keras class {name!r} has two converters: {CONVERTERS[name].__qualname__} and "
+                                 f"{cls.__qualname__}")
+            CONVERTERS[name] = cls
+        cls.keras_classes = class_names
+        return cls
+    return register
