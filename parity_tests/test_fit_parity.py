@@ -276,7 +276,7 @@ def test_float32_training_on_smooth_inputs_stays_within_1e_4(keras, tmp_path):
 def test_weights_trained_by_torchport_evaluate_the_same_in_keras(keras, tmp_path):
     """Round trip: torchport fit (float64) writes model.weights.h5 and model.keras; Keras loads each and its
     evaluate gives torchport's last val_loss."""
-    from torchport.keras_fit import FitConfig, run
+    from torchport.keras_fit.run import FitConfig, run
     path = _saved(keras, tmp_path, "rt", lambda L: [L.Conv2D(4, 3, activation="relu"), L.BatchNormalization(),
                                                     L.Flatten(), L.Dense(3, activation="softmax")],
                   (8, 8, 2), lambda: keras.optimizers.Adam(0.01), "categorical_crossentropy")
@@ -285,7 +285,7 @@ def test_weights_trained_by_torchport_evaluate_the_same_in_keras(keras, tmp_path
             "x_test": rng.uniform(size=(40, 8, 8, 2)), "y_test": np.eye(3)[rng.integers(0, 3, 40)]}
     np.savez(tmp_path / "d.npz", **data)
     out = tmp_path / "out"
-    run(FitConfig(path, str(tmp_path / "d.npz"), epochs=2, out=str(out), verbose=0))
+    run(FitConfig(model=path, data=str(tmp_path / "d.npz"), epochs=2, out=str(out), verbose=0))
     val_loss = json.loads((out / "history.json").read_text())["val_loss"][-1]
     keras.config.set_floatx("float64")
     try:

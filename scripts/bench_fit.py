@@ -35,11 +35,11 @@ def seed_door(x, y, steps):
 
 def fit_door(path, x, y, steps):
     """`torchport fit`'s objects for the seed CNN's .keras: the generated module, the compile settings."""
-    from torchport.keras_fit import FitConfig, setup
+    from torchport.keras_fit.run import FitConfig, setup
     from torchport.porting.plan import plan_file
     arrays = {"x_train": x[:steps * 32].astype("float32") / 255.0,
               "y_train": np.eye(10, dtype="float32")[y[:steps * 32].ravel()]}
-    s = setup(plan_file(path), arrays, FitConfig(path, "", seed=7))
+    s = setup(plan_file(path), arrays, FitConfig(model=path, data="", seed=7))
     return s.model, s.optimizer, s.compiled.loss, s.compiled.metrics, s.train_loader
 
 

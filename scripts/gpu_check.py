@@ -90,7 +90,7 @@ def sync_audit(device, amp=None, steps=100, cuda_graphs=True) -> str:
     model, opt, loader = _setup(device, steps + 1)
     try:
         engine.fit(model, opt, categorical_crossentropy, loader, 1, metrics={"accuracy": categorical_accuracy},
-                   callbacks=[SyncAudit(steps)], verbose=0, amp=amp, cuda_graphs=cuda_graphs)
+                   callbacks=[SyncAudit(steps)], verbose=0, numerics=engine.Numerics(amp, cuda_graphs=cuda_graphs))
         return f"no synchronisation in {steps} steps"
     except RuntimeError as e:
         return f"SYNC: {str(e).splitlines()[0][:200]}"
@@ -126,7 +126,8 @@ def speed(device, steps) -> dict:
                                                                           test_batch))
             stamps = Stamps(device)
             engine.fit(model, opt, categorical_crossentropy, loader, 1, metrics={"accuracy": categorical_accuracy},
-                       callbacks=[stamps], verbose=0, amp=kw.get("amp"), cuda_graphs=kw.get("cuda_graphs", True))
+                       callbacks=[stamps], verbose=0,
+                       numerics=engine.Numerics(kw.get("amp"), cuda_graphs=kw.get("cuda_graphs", True)))
             windows = np.diff(stamps.t)[2:] / 10  # after 20 warm-up steps
             out[name] = round(1e3 * float(np.median(windows)), 3)
         except Exception as e:  # one variant failing (no bf16 on this CPU...) says so and the rest go on
@@ -154,7 +155,7 @@ def parity(device, tf32=False) -> dict:
             loss.backward()
             grads = [p.grad.detach().cpu().clone() for p in model.parameters()]
             opt.zero_grad()
-        engine.fit(model, opt, categorical_crossentropy, loader, 1, verbose=0, tf32=tf32)
+        engine.fit(model, opt, categorical_crossentropy, loader, 1, verbose=0, numerics=engine.Numerics(tf32=tf32))
         runs[dev.type] = (logits.detach().cpu(), float(loss), grads, [p.detach().cpu() for p in model.parameters()])
     (lc, sc, gc, wc), (lg, sg, gg, wg) = runs["cpu"], runs[device.type]
 
@@ -171,7 +172,8 @@ def determinism(device, steps) -> dict:
     for graphs in (True, True, False):
         model, opt, loader = _setup(device, steps)
         torch.manual_seed(7)
-        engine.fit(model, opt, categorical_crossentropy, loader, 1, verbose=0, cuda_graphs=graphs)
+        engine.fit(model, opt, categorical_crossentropy, loader, 1, verbose=0,
+                   numerics=engine.Numerics(cuda_graphs=graphs))
         finals.append([p.detach().cpu() for p in model.parameters()])
     same = all(torch.equal(a, b) for a, b in zip(finals[0], finals[2], strict=True))
     return {"two runs": all(torch.equal(a, b) for a, b in zip(finals[0], finals[1], strict=True)),

@@ -99,6 +99,6 @@ def test_a_step_that_syncs_falls_back_to_eager_and_trains_on(gc, cuda):
     for graphs in (True, False):
         model, opt, loader = gc._setup(cuda, 20)
         torch.manual_seed(7)
-        engine.fit(model, opt, syncing_loss, loader, 1, verbose=0, cuda_graphs=graphs)
+        engine.fit(model, opt, syncing_loss, loader, 1, verbose=0, numerics=engine.Numerics(cuda_graphs=graphs))
         runs.append([p.detach().cpu() for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))

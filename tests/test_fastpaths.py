@@ -24,7 +24,7 @@ def problem():
 def test_autocast_training_learns_and_reports_float32_metrics(amp):
     model, data = problem()
     h = engine.fit(model, torch.optim.SGD(model.parameters(), 0.5), F.cross_entropy, data, 5,
-                   metrics={"acc": categorical_accuracy}, verbose=0, amp=amp)
+                   metrics={"acc": categorical_accuracy}, verbose=0, numerics=engine.Numerics(amp))
     assert h.history["acc"][-1] > 0.9 and h.history["loss"][-1] < h.history["loss"][0]
     assert all(isinstance(v, float) for v in h.history["loss"])
 

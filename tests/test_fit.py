@@ -90,12 +90,12 @@ def test_fit_writes_keras_history_weights_for_keras_and_plots(tmp_path, capsys):
 
 
 def test_validation_split_takes_the_last_fraction_like_keras(tmp_path):
-    from torchport.keras_fit import FitConfig, run
+    from torchport.keras_fit.run import FitConfig, run
     model = tiny_model(tmp_path, compile_config(metrics=()))
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(40, 4)).astype("float32"), rng.integers(0, 3, 40)
     data = tiny_data(tmp_path, x_train=x, y_train=y, x_test=None, y_test=None)
-    r = run(FitConfig(model, data, epochs=1, validation_split=0.25, verbose=0, out=str(tmp_path / "o")))
+    r = run(FitConfig(model=model, data=data, epochs=1, validation_split=0.25, verbose=0, out=str(tmp_path / "o")))
     assert r["plan"] is not None
     from torchport import engine
     from torchport.keras_compat.losses import KerasLoss

@@ -175,8 +175,8 @@ def test_an_fp16_run_resumes_with_its_grad_scaler_state_bit_for_bit(tmp_path):
         scaler_seen = []
         callbacks.append(type("Spy", (engine.Callback,), {"on_train_end": lambda self, logs=None: scaler_seen.append(
             self.params["grad_scaler"].state_dict())})())
-        engine.fit(model, opt, F.cross_entropy, loader, epochs, verbose=0, amp="fp16", callbacks=callbacks,
-                   resume=point)
+        engine.fit(model, opt, F.cross_entropy, loader, epochs, verbose=0, numerics=engine.Numerics("fp16"),
+                   callbacks=callbacks, resume=point)
         return model.state_dict(), scaler_seen[0]
 
     straight, scale = run(3)

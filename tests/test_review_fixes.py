@@ -235,7 +235,7 @@ def test_cli_defaults_are_the_config_dataclasses_defaults(argv):
 
     from torchport.cifar10 import Cifar10Config
     from torchport.cli import build_parser, config_from_args
-    from torchport.keras_fit import FitConfig
+    from torchport.keras_fit.run import FitConfig
     from torchport.mnist import MnistConfig
 
     cls = {"mnist": MnistConfig, "cifar10": Cifar10Config, "m.keras": FitConfig}[argv[1]]
@@ -266,8 +266,9 @@ def test_every_cli_plot_numbers_its_epochs_from_1(tmp_path, monkeypatch, command
         drawn.append([list(line.get_xdata()) for line in fig.axes[0].lines])
         return fig
 
-    from torchport import cifar10, keras_fit, mnist
-    for module in (outputs, cifar10, keras_fit, mnist):
+    from torchport import cifar10, mnist
+    from torchport.keras_fit import run as fit_run
+    for module in (outputs, cifar10, fit_run, mnist):
         monkeypatch.setattr(module, "write_plot", spy, raising=False)
     monkeypatch.setenv("TORCHPORT_OFFLINE", "1")
     monkeypatch.setenv("TORCHPORT_DATA", str(tmp_path / "none"))

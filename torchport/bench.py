@@ -206,7 +206,7 @@ def worker_torchport(data_dir, steps: int, window: int, warmup: int, device: str
                 stamps.append(time.perf_counter())
 
     engine.fit(model, opt, categorical_crossentropy, loader, 1, metrics={"accuracy": categorical_accuracy},
-               callbacks=[Clock()], verbose=0, cuda_graphs=cuda_graphs)
+               callbacks=[Clock()], verbose=0, numerics=engine.Numerics(cuda_graphs=cuda_graphs))
     ms = _median_window_ms(stamps, 1, warmup // window) / window
     warm, end = _inference_split(len(xt), cfg.batch_size)  # the same split as the Keras side
     test = make_loader(xt[:end], yt[:end], cfg.batch_size, device)

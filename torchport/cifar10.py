@@ -20,12 +20,13 @@ from .checkpoint import keras_checkpoints, run_identity
 from .datasets.cifar import ARCHIVE_NAME, FOLDER, find_cifar, read_archive, read_cifar10
 from .datasets.fetch import SAMPLE_DIR, locate
 from .device import TensorLoader
-from .fastpaths import maybe_compile, training_warmup
+from .fastpaths import Numerics, maybe_compile, training_warmup
 from .keras_compat import KerasSGD, categorical_accuracy, categorical_crossentropy
 from .keras_compat.layers import Dropout
 from .keras_compat.summary import summary as keras_summary
 from .keras_io import save_keras_weights
 from .outputs import OutputSet, save_torch, write_json, write_plot
+from .run_config import RunConfig
 
 NUM_CLASSES = 10
 
@@ -126,9 +127,9 @@ def make_loader(x: np.ndarray, y: np.ndarray, batch_size: int, device="cpu", shu
 
 # ---- the seed's script, as `torchport train cifar10` -----------------------------------------------------
 
-@dataclass
-class Cifar10Config:
-    """The script's settings. Fields with `compare=False` may differ between a run and its resume."""
+@dataclass(kw_only=True)
+class Cifar10Config(RunConfig):
+    """The script's settings (and the run settings every port shares)."""
 
     epochs: int = 25
     batch_size: int = 32
@@ -136,18 +137,12 @@ class Cifar10Config:
     momentum: float = 0.9
     legacy_decay: bool = False
     seed: int = 7
-    device: str = "cpu"
     amp: str | None = None          # the fast paths that change numerics are opt-in: --amp, --tf32, --compile
     tf32: bool = False
     compile: str | None = None
     cuda_graphs: bool = field(default=True, compare=False)  # proven equal to eager before use: not numerics
     data_dir: str | None = field(default=None, compare=False)
     out: str = field(default="runs/cifar10", compare=False)
-    verbose: int = field(default=2, compare=False)
-    checkpoint_dir: str | None = field(default=None, compare=False)
-    resume: bool = field(default=False, compare=False)
-    keep_checkpoints: int = field(default=3, compare=False)
-    resume_hint: str = field(default="the same command with --resume", compare=False)
 
 
 def run(cfg: Cifar10Config) -> dict:
@@ -190,11 +185,12 @@ def run(cfg: Cifar10Config) -> dict:
     if cfg.compile:
         warmup = training_warmup(sgd, categorical_crossentropy, next(iter(test_loader)))
         trained = maybe_compile(trained, cfg.compile, warmup)
+    numerics = Numerics(cfg.amp, cfg.tf32, cfg.cuda_graphs)
     engine.fit(trained, sgd, categorical_crossentropy, train_loader, epochs, metrics=metrics, val_loader=test_loader,
-               verbose=verbose, history=history, callbacks=callbacks, amp=cfg.amp, tf32=cfg.tf32, resume=resume,
-               aggregator=distributed.SyncedMean if group.active else engine.WeightedMean, cuda_graphs=cfg.cuda_graphs)
+               verbose=verbose, history=history, callbacks=callbacks, resume=resume,
+               aggregator=distributed.mean_for(group), numerics=numerics)
     # Final evaluation of the model
-    scores = engine.evaluate(model, test_loader, categorical_crossentropy, metrics, tf32=cfg.tf32)
+    scores = engine.evaluate(model, test_loader, categorical_crossentropy, metrics, numerics=numerics)
     if group.main:
         print("Accuracy: %.2f%%" % (scores["accuracy"] * 100))
     else:

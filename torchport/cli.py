@@ -51,101 +51,106 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
-def _common(p: argparse.ArgumentParser, out: str) -> None:
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset (default: cache, download, "
-                   "or the bundled sample when offline)")
-    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+def _run_flags(p: argparse.ArgumentParser, defaults, seed_help: str, derived_out: str | None = None) -> None:
+    """The flags of the settings every training run shares (`run_config.RunConfig`), with this run's defaults.
+    `derived_out`: the default output folder as the help shows it, when it is derived later from the input."""
+    p.add_argument("--out", default=None if derived_out else defaults.out,
+                   help=f"output folder (default: {derived_out or defaults.out})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--seed", type=any_int, default=defaults.seed, help=f"{seed_help} ({defaults.seed})")
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=defaults.verbose,
+                   help="0 silent, 1 progress bar, 2 one line per epoch (Keras' fit)")
     p.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here "
                    "(e.g. a mounted Google Drive folder)")
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
-    p.add_argument("--keep-checkpoints", type=positive_int, default=3, metavar="K", help="keep the newest K (3)")
+    p.add_argument("--keep-checkpoints", type=positive_int, default=defaults.keep_checkpoints, metavar="K",
+                   help=f"keep the newest K ({defaults.keep_checkpoints})")
+
+
+def _data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset (default: cache, download, "
+                   "or the bundled sample when offline)")
+
+
+def _no_cuda_graphs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                   help="on CUDA, launch the step's kernels one by one instead of replaying a CUDA graph")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="torchport", description="Two Colab tutorials on one PyTorch engine.")
+    debug = argparse.ArgumentParser(add_help=False)  # every command's
+    debug.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser = _Parser(prog="torchport", description="Keras models and tutorials on one PyTorch engine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="run a tutorial port")
     which = train.add_subparsers(dest="tutorial", required=True, parser_class=_Parser)
 
     from .cifar10 import Cifar10Config
-    from .keras_fit import FitConfig
+    from .keras_fit.run import FitConfig
     from .mnist import MnistConfig
 
     M, C, FIT = MnistConfig(), Cifar10Config(), FitConfig(model="", data="")  # the ports' own defaults
 
-    m = which.add_parser("mnist", help="the PyTorch MNIST feed-forward tutorial")
-    _common(m, M.out)
+    m = which.add_parser("mnist", help="the PyTorch MNIST feed-forward tutorial", parents=[debug])
+    _data_dir(m)
+    _run_flags(m, M, "seed for the split, init and shuffling")
     m.add_argument("--epochs", type=positive_int, nargs="+", default=M.epochs, help="epochs per phase (5 5)")
     m.add_argument("--lr", type=positive_float, nargs="+", default=M.lr, help="lr per phase (0.5 0.1)")
     m.add_argument("--batch-size", type=positive_int, default=M.batch_size)
     m.add_argument("--val-batch-size", type=positive_int, default=M.val_batch_size)
-    m.add_argument("--seed", type=any_int, default=M.seed, help="seed for the split, init and shuffling")
 
-    c = which.add_parser("cifar10", help="the Keras CIFAR-10 CNN tutorial")
-    _common(c, C.out)
+    c = which.add_parser("cifar10", help="the Keras CIFAR-10 CNN tutorial", parents=[debug])
+    _data_dir(c)
+    _run_flags(c, C, "seed for init, shuffling and dropout")
     c.add_argument("--epochs", type=positive_int, default=C.epochs)
     c.add_argument("--batch-size", type=positive_int, default=C.batch_size)
     c.add_argument("--lr", type=positive_float, default=C.lr)
     c.add_argument("--momentum", type=unit_float, default=C.momentum)
     c.add_argument("--legacy-decay", action="store_true",
                    help="apply decay=lr/epochs per batch as Keras 2 did (Keras 3, the default, ignores it)")
-    c.add_argument("--seed", type=any_int, default=C.seed)
-    c.add_argument("--verbose", type=int, choices=[0, 1, 2], default=C.verbose)
     c.add_argument("--amp", choices=["bf16", "fp16"], default=None,
                    help="mixed precision (off by default: it breaks parity with Keras)")
     c.add_argument("--tf32", action="store_true", help="allow TF32 on Ampere+ GPUs (off: it breaks parity)")
     c.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead"], default=None,
                    help="torch.compile the model (reduce-overhead: CUDA graphs); falls back to eager")
-    c.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
-                   help="on CUDA, launch the step's kernels one by one instead of replaying a CUDA graph")
+    _no_cuda_graphs(c)
 
-    b = sub.add_parser("bench", help="time torchport against Keras and the FLOP floor on this machine")
+    b = sub.add_parser("bench", help="time torchport against Keras and the FLOP floor on this machine",
+                       parents=[debug])
     b.add_argument("--cifar-dir", default=None, help="CIFAR-10 folder (default: cache or bundled sample)")
     b.add_argument("--mnist-dir", default=None, help="MNIST folder for the tutorial-run comparison (skipped if absent)")
     b.add_argument("--out", default="runs/bench")
     b.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     b.add_argument("--quick", action="store_true", help="a short smoke version")
     b.add_argument("--no-keras", action="store_true", help="skip the Keras side")
-    b.add_argument("--debug", action="store_true", help="show tracebacks")
 
-    par = sub.add_parser("parity", help="check torchport against the installed Keras and print the table")
+    par = sub.add_parser("parity", help="check torchport against the installed Keras and print the table",
+                         parents=[debug])
     par.add_argument("--model", default=None, help="a Keras model file to check (default: the two seed ports)")
     par.add_argument("--data", default=None, help="with --model: an .npz for the training run (default: random "
                      "data of the model's input shape)")
-    par.add_argument("--debug", action="store_true", help="show tracebacks")
 
-    f = sub.add_parser("fit", help="train a Keras model file as Keras' model.fit would, on torchport's engine")
+    f = sub.add_parser("fit", help="train a Keras model file as Keras' model.fit would, on torchport's engine",
+                       parents=[debug])
     f.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
     f.add_argument("--data", required=True, help="an .npz with x_train, y_train [, x_test, y_test] in Keras' layout")
+    _run_flags(f, FIT, "seed for shuffling and dropout", derived_out="runs/fit/<file name>")
     f.add_argument("--epochs", type=positive_int, default=FIT.epochs)
     f.add_argument("--batch-size", type=positive_int, default=FIT.batch_size)
     f.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep the sample order every epoch")
     f.add_argument("--validation-split", type=open_unit_float, default=None, metavar="F",
                    help="validate on the last fraction F of x_train (as Keras; x_test/y_test take precedence)")
-    f.add_argument("--out", default=None, help="output folder (default: runs/fit/<file name>)")
-    f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    f.add_argument("--seed", type=any_int, default=FIT.seed, help="seed for shuffling and dropout")
-    f.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
-                   help="on CUDA, launch the step's kernels one by one instead of replaying a CUDA graph")
-    f.add_argument("--verbose", type=int, choices=[0, 1, 2], default=FIT.verbose)
-    f.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here")
-    f.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
-    f.add_argument("--keep-checkpoints", type=positive_int, default=FIT.keep_checkpoints, metavar="K",
-                   help="keep the newest K (3)")
+    _no_cuda_graphs(f)
     f.add_argument("--optimizer", default=None, help="override the file's optimizer (SGD, Adam, AdamW, RMSprop, "
                    "Adagrad, Adadelta, Adamax, Nadam), with Keras' defaults")
     f.add_argument("--lr", type=positive_float, default=None, help="override the learning rate")
     f.add_argument("--loss", default=None, help="override the loss (e.g. categorical_crossentropy, mse)")
     f.add_argument("--metrics", nargs="+", default=None, help="override the metrics (e.g. accuracy mae)")
-    f.add_argument("--debug", action="store_true", help="show tracebacks")
 
-    pt = sub.add_parser("port", help="port a Keras model file (.keras or .h5) to readable PyTorch")
+    pt = sub.add_parser("port", help="port a Keras model file (.keras or .h5) to readable PyTorch", parents=[debug])
     pt.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
     pt.add_argument("--out", default=None, help="output folder (default: runs/port/<file name>)")
     pt.add_argument("--no-parity", action="store_true", help="skip the parity checks against Keras")
-    pt.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -197,7 +202,7 @@ def _run(args) -> int:
     elif args.command == "port":
         return _port(args)
     elif args.command == "fit":
-        from .keras_fit import FitConfig, run
+        from .keras_fit.run import FitConfig, run
         run(config_from_args(FitConfig, args))
     return 0
 

@@ -138,6 +138,11 @@ class SyncedMean(WeightedMean):
         return (local if local is not None else 0) if any_rank(local is not None) else None
 
 
+def mean_for(group: Group) -> type[WeightedMean]:
+    """The epoch's aggregator: Keras' weighted mean, summed over every rank under torchrun."""
+    return SyncedMean if group.active else WeightedMean
+
+
 def cleanup() -> None:
     global _control
     if dist.is_available() and dist.is_initialized():

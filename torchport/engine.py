@@ -16,11 +16,11 @@ import torch
 from . import cuda_graphs as graphing
 from .callbacks import Callback, History
 from .errors import NonFiniteLossError
-from .fastpaths import autocast, grad_scaler, numerics, resolve_amp
+from .fastpaths import EXACT, Numerics, autocast, grad_scaler, numerics as precision, resolve_amp
 from .keras_compat.progbar import ProgbarLogger
 from .means import WeightedMean
 
-__all__ = ["fit", "evaluate", "History", "Callback", "ResumePoint", "WeightedMean"]
+__all__ = ["fit", "evaluate", "History", "Callback", "ResumePoint", "WeightedMean", "Numerics"]
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> batch mean
 
@@ -93,14 +93,14 @@ def _graphed(step, model, optimizer, device, amp, cuda_graphs: bool):
 
 
 def evaluate(model: torch.nn.Module, loader, loss_fn, metrics: Mapping[str, Metric] | None = None,
-             aggregator: type[WeightedMean] = WeightedMean, tf32: bool = False) -> dict[str, float]:
+             aggregator: type[WeightedMean] = WeightedMean, numerics: Numerics = EXACT) -> dict[str, float]:
     """Loss and metrics over the whole loader, in eval mode, without gradients."""
     metrics = dict(metrics or {})
     agg = aggregator(["loss", *metrics], _len(loader))
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), numerics(_device(model), tf32):
+        with torch.no_grad(), precision(_device(model), numerics.tf32):
             for step, (x, y) in enumerate(loader):
                 out = model(x)
                 agg.update(_batch_values(out, y, loss_fn(out, y), metrics), batch_size(x), step)
@@ -113,22 +113,22 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
         metrics: Mapping[str, Metric] | None = None, val_loader=None, callbacks: Iterable[Callback] = (),
         verbose: int = 2, initial_epoch: int = 0, history: History | None = None,
         val_aggregator: type[WeightedMean] = WeightedMean, val_metrics: Mapping[str, Metric] | None = None,
-        resume: ResumePoint | None = None, amp: str | None = None, tf32: bool = False,
-        aggregator: type[WeightedMean] = WeightedMean, cuda_graphs: bool = True) -> History:
+        resume: ResumePoint | None = None, aggregator: type[WeightedMean] = WeightedMean,
+        numerics: Numerics = EXACT) -> History:
     """Train `epochs` epochs (from `initial_epoch`, or from `resume`) and return the History. Keras' `fit`.
 
     `metrics` are reported for training and validation; `val_metrics`, when given, for validation only.
-    `amp` ("bf16" / "fp16") autocasts the forward pass and loss, `tf32` allows TF32 on GPUs (both off by
-    default: they break parity); the flags are `fastpaths.numerics`', restored when fit returns.
     `aggregator` sums the epoch's metrics (under torchrun: `distributed.SyncedMean`, over every rank).
-    `cuda_graphs`: on CUDA, replay the step from a CUDA graph where that is proven to give eager's numbers.
+    `numerics`: mixed precision and TF32 (both off by default: they break parity; the flags are set for the
+    run and restored when fit returns) and, on CUDA, the step replayed from a CUDA graph where that is
+    proven to give eager's numbers.
     Callbacks' `on_train_end` and the model's train/eval mode are restored however the loop ends.
     """
     metrics = dict(metrics or {})
     history = history if history is not None else History()
     callbacks = [history, *callbacks] + ([ProgbarLogger(verbose)] if verbose else [])
     device = _device(model)
-    amp = resolve_amp(device, amp)
+    amp = resolve_amp(device, numerics.amp)
     scaler = grad_scaler(device, amp)
     params = {"epochs": epochs, "steps": _len(train_loader), "verbose": verbose, "grad_scaler": scaler}
     for cb in callbacks:
@@ -139,9 +139,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
         if resume.scaler and scaler.is_enabled():
             scaler.load_state_dict(resume.scaler)
     step_fn = _graphed(train_step(model, optimizer, loss_fn, metrics, scaler, device, amp), model, optimizer,
-                       device, amp, cuda_graphs)
+                       device, amp, numerics.cuda_graphs)
     was_training, finished = model.training, False
-    with numerics(device, tf32):  # TF32 as asked; deterministic cuDNN on CUDA; the caller's flags after
+    with precision(device, numerics.tf32):  # TF32 as asked; deterministic cuDNN on CUDA; the caller's flags after
         try:
             for cb in callbacks:
                 cb.on_train_begin()
@@ -168,7 +168,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
                 logs = agg.result()
                 if val_loader is not None:
                     val = evaluate(model, val_loader, loss_fn, metrics if val_metrics is None else val_metrics,
-                                   val_aggregator, tf32)
+                                   val_aggregator, numerics)
                     logs.update({f"val_{k}": v for k, v in val.items()})
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)

@@ -16,11 +16,25 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
+from dataclasses import dataclass
 
 import torch
 
 from .distributed import unwrap
 from .errors import first_line
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How `fit` computes beyond the model itself. The defaults give Keras' numbers; `amp` and `tf32` trade
+    them for speed and are opt-in."""
+
+    amp: str | None = None       # "bf16" / "fp16": autocast the forward pass and loss (fp16 with loss scaling)
+    tf32: bool = False           # TF32 matmuls and convolutions on Ampere+ GPUs
+    cuda_graphs: bool = True     # on CUDA, replay the step as a CUDA graph once proven equal to eager
+
+
+EXACT = Numerics()
 
 
 def _precision_api() -> bool:

@@ -25,6 +25,7 @@ from .device import DeviceDataLoader, TensorLoader, get_default_device, to_devic
 from .distributed import is_main, unwrap
 from .means import BatchMean, WeightedMean
 from .outputs import OutputSet, save_torch, write_json, write_plot
+from .run_config import RunConfig
 
 __all__ = ["MnistModel", "accuracy", "evaluate", "fit", "get_default_device", "to_device",
            "DeviceDataLoader", "load_mnist", "split_train_val", "make_loader"]
@@ -102,17 +103,19 @@ def evaluate(model, val_loader):
 
 
 def fit(epochs, lr, model, train_loader, val_loader, opt_func=torch.optim.SGD, *, callbacks=(), resume=None,
-        aggregator=WeightedMean):
+        aggregator=WeightedMean, verbose=1):
     """The tutorial's fit: a fresh `opt_func(model.parameters(), lr)`, then `epochs` epochs on the engine.
 
     Returns the list of per-epoch result dicts (`val_loss`, `val_acc`), printing each with `epoch_end`.
     Keyword-only extras (not in the tutorial): engine callbacks, an `engine.ResumePoint` to continue from a
-    checkpoint, and the training metrics' aggregator (torchrun: `distributed.SyncedMean`).
+    checkpoint, the training metrics' aggregator (torchrun: `distributed.SyncedMean`), and `verbose=0` to
+    print no `epoch_end` lines.
     """
     optimizer = opt_func(model.parameters(), lr)
     history = engine.fit(model, optimizer, F.cross_entropy, train_loader, epochs, val_loader=val_loader,
                          val_metrics={"acc": accuracy}, val_aggregator=BatchMean,
-                         callbacks=[_TutorialEpochEnd(), *callbacks], verbose=0, resume=resume,
+                         callbacks=[*([_TutorialEpochEnd()] if verbose else []), *callbacks], verbose=0,
+                         resume=resume,
                          aggregator=aggregator)
     return [_tutorial_result(r) for r in history.records]
 
@@ -169,22 +172,16 @@ def make_loader(x, y, batch_size, device, shuffle=False, seed=None, shard=(0, 1)
 
 # ---- the notebook's driver, as `torchport train mnist` ---------------------------------------------------
 
-@dataclass
-class MnistConfig:
-    """The notebook's settings. Fields with `compare=False` may differ between a run and its resume."""
+@dataclass(kw_only=True)
+class MnistConfig(RunConfig):
+    """The notebook's settings (and the run settings every port shares; `verbose=0` prints nothing)."""
 
     epochs: list[int] = field(default_factory=lambda: [5, 5])  # one fit(...) call per phase
     lr: list[float] = field(default_factory=lambda: [0.5, 0.1])
     batch_size: int = 128
     val_batch_size: int = 256
-    seed: int = 0
-    device: str = "cpu"
     data_dir: str | None = field(default=None, compare=False)
     out: str = field(default="runs/mnist", compare=False)
-    checkpoint_dir: str | None = field(default=None, compare=False)
-    resume: bool = field(default=False, compare=False)
-    keep_checkpoints: int = field(default=3, compare=False)
-    resume_hint: str = field(default="the same command with --resume", compare=False)
 
 
 def _check_history(history) -> None:
@@ -201,9 +198,11 @@ def train_tutorial(cfg: MnistConfig):
     in whichever phase it was taken.
     """
     group, device = distributed.setup(torch.device(cfg.device))  # one process, or one of torchrun's
-    say = print if group.main else (lambda *a, **k: None)
+    quiet = lambda *a, **k: None  # noqa: E731
+    log = print if group.main else quiet  # what it says about the data
+    say = log if cfg.verbose else quiet  # the tutorial's lines (verbose=0: none)
     torch.manual_seed(cfg.seed)
-    (x, y), (x_test, y_test) = load_mnist(cfg.data_dir, log=say)
+    (x, y), (x_test, y_test) = load_mnist(cfg.data_dir, log=log)
     train_idx, val_idx = split_train_val(len(x), cfg.seed)
     train_loader = make_loader(x[train_idx], y[train_idx], cfg.batch_size, device, shuffle=True, seed=cfg.seed,
                                shard=(group.rank, group.world))
@@ -234,7 +233,7 @@ def train_tutorial(cfg: MnistConfig):
             if resume is not None:  # the phase the checkpoint was taken in: its own epoch count
                 resume = dataclasses.replace(resume, epoch=max(done - offset, 0))
             fit(n, lr, trained, train_loader, val_loader, callbacks=callbacks, resume=resume,
-                aggregator=distributed.SyncedMean if group.active else WeightedMean)
+                aggregator=distributed.mean_for(group), verbose=cfg.verbose)
             resume = None
         offset += n
 
@@ -256,5 +255,6 @@ def run(cfg: MnistConfig) -> dict:
                    "accuracy", "Accuracy vs. No. of epochs", first_epoch=0)
         write_plot(out.path("loss.png"), {"val_loss": [r["val_loss"] for r in history]},
                    "loss", "Loss vs. No. of epochs", first_epoch=0)
-    print(f"Wrote {cfg.out}/history.json, test.json, model.pt, accuracy.png, loss.png")
+    if cfg.verbose:
+        print(f"Wrote {cfg.out}/history.json, test.json, model.pt, accuracy.png, loss.png")
     return {"history": history, "test": result}

@@ -16,17 +16,19 @@ from .. import distributed, engine
 from ..checkpoint import keras_checkpoints, run_identity
 from ..distributed import SINGLE
 from ..errors import UnsupportedError
+from ..fastpaths import Numerics
 from ..keras_compat import sparse_rows
 from ..outputs import OutputSet, save_torch, write_atomic, write_json, write_plot
 from ..porting.plan import plan_file
 from ..porting.writer import keras_archive_bytes, weights_h5_bytes
+from ..run_config import RunConfig
 from . import compile as compiling
 from .data import check_fits_model, load_npz, make_loaders
 
 
-@dataclass
-class FitConfig:
-    """`torchport fit`'s settings. Fields with `compare=False` may differ between a run and its resume."""
+@dataclass(kw_only=True)
+class FitConfig(RunConfig):
+    """`torchport fit`'s settings (and the run settings every port shares)."""
 
     model: str
     data: str
@@ -34,19 +36,12 @@ class FitConfig:
     batch_size: int = 32
     shuffle: bool = True
     validation_split: float | None = None
-    seed: int = 0
-    device: str = "cpu"
     optimizer: str | None = None
     lr: float | None = None
     loss: str | None = None
     metrics: list[str] | None = None
     cuda_graphs: bool = field(default=True, compare=False)  # proven equal to eager before use: not numerics
     out: str = field(default="runs/fit", compare=False)
-    verbose: int = field(default=2, compare=False)
-    checkpoint_dir: str | None = field(default=None, compare=False)
-    resume: bool = field(default=False, compare=False)
-    keep_checkpoints: int = field(default=3, compare=False)
-    resume_hint: str = field(default="the same command with --resume", compare=False)
 
 
 def compile_config_of(compiled, file_config: dict | None, cfg: FitConfig) -> dict:
@@ -129,8 +124,8 @@ def run(cfg: FitConfig) -> dict:
     resume, callbacks = keras_checkpoints(cfg, config, model, optimizer, train_loader, history, group)
     engine.fit(distributed.wrap(model, group, device), optimizer, compiled.loss, train_loader, cfg.epochs,
                metrics=compiled.metrics, val_loader=val_loader, verbose=verbose, history=history,
-               callbacks=callbacks, resume=resume, cuda_graphs=cfg.cuda_graphs,
-               aggregator=distributed.SyncedMean if group.active else engine.WeightedMean)
+               callbacks=callbacks, resume=resume, numerics=Numerics(cuda_graphs=cfg.cuda_graphs),
+               aggregator=distributed.mean_for(group))
 
     h = history.history
     if not group.main:

@@ -357,7 +357,7 @@ def check_training(plan, path: str, arrays: dict | None = None, epochs: int = 2,
         val = (data["x_test"], data["y_test"]) if "x_test" in data else None
         kh = in_keras(lambda: km.fit(data["x_train"], data["y_train"], batch_size=batch, epochs=epochs,
                                      shuffle=False, validation_data=val, verbose=0).history, f"fit in {dtype}")
-        cfg = FitConfig(path, "", epochs=epochs, batch_size=batch, shuffle=False, seed=seed)
+        cfg = FitConfig(model=path, data="", epochs=epochs, batch_size=batch, shuffle=False, seed=seed)
         s = setup(ours_plan, data, cfg, tm)
         th = engine.fit(s.model, s.optimizer, s.compiled.loss, s.train_loader, epochs, metrics=s.compiled.metrics,
                         val_loader=s.val_loader, verbose=0).history
