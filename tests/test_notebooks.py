@@ -1,4 +1,5 @@
-"""The notebooks, tested like code: committed without outputs and as the generator writes them, with a
+"""The notebooks, tested like code: committed without outputs and as the generator builds them from their
+percent-format sources (notebooks/src/, ruff-clean like the rest), with a
 `parameters` cell, and executed top to bottom with papermill (`-p epochs 1`, CPU, offline, bundled samples):
 no error output, every plot drawn."""
 import importlib.util
@@ -34,12 +35,23 @@ def test_committed_without_outputs_with_a_parameters_cell_and_the_install_guard(
     assert 'find_spec("torchport") is None' in install  # installs only when missing: Colab's torch is kept
 
 
-def test_notebooks_are_what_the_generator_writes(tmp_path):
-    import shutil
-    shutil.copy(ROOT / "notebooks" / "build_notebooks.py", tmp_path)
-    subprocess.run([sys.executable, str(tmp_path / "build_notebooks.py")], check=True)
+def test_notebooks_are_what_the_generator_writes_from_their_sources(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "notebooks" / "build_notebooks.py"), str(tmp_path)], check=True)
     for name in NOTEBOOKS:
         assert (tmp_path / name).read_text() == (ROOT / "notebooks" / name).read_text(), name
+
+
+def test_the_originals_shown_are_taken_from_the_code_itself():
+    """`@source` puts the tutorial's own definitions (torchport/originals/) and torchport's into the notebook:
+    what the notebook shows is what the package holds, with no copy to drift."""
+    import inspect
+
+    from torchport import device, mnist
+    from torchport.originals import mnist_notebook
+    text = "".join("".join(c["source"]) for c in load("mnist_tutorial.ipynb")["cells"])
+    for obj in (mnist_notebook.accuracy, mnist_notebook.get_default_device, mnist_notebook.to_device,
+                mnist_notebook.evaluate, mnist_notebook.fit, mnist.MnistModel, device.DeviceDataLoader):
+        assert inspect.getsource(obj).strip() in text, obj.__name__
 
 
 @pytest.mark.skipif(importlib.util.find_spec("papermill") is None, reason="papermill is not installed")

@@ -1,6 +1,8 @@
-"""The MNIST notebook's own code, verbatim (its evaluate/fit loops and its data pipeline).
+"""The MNIST notebook's own code, verbatim: its helpers, its evaluate/fit loops and its data pipeline.
 
-This is the baseline `torchport bench` times against and the reference tests compare the face with.
+The loops and the pipeline are the baseline `torchport bench` times against and the reference tests compare
+the face with; the notebook (`notebooks/mnist_tutorial.ipynb`) shows each original beside the torchport
+definition that replaces it. Its `DeviceDataLoader` is torchport's own (`device.py`): the same class.
 """
 import torch
 from torch.utils.data import DataLoader, random_split
@@ -8,6 +10,24 @@ from torchvision.datasets import MNIST
 from torchvision.transforms import ToTensor
 
 from ..device import DeviceDataLoader
+
+
+def accuracy(outputs, labels):
+    _, preds = torch.max(outputs, dim=1)
+    return torch.tensor(torch.sum(preds == labels).item() / len(preds))
+
+
+def get_default_device():
+    if torch.cuda.is_available():
+        return torch.device('cuda')
+    else:
+        return torch.device('cpu')
+
+
+def to_device(data, device):
+    if isinstance(data, (list,tuple)):
+        return [to_device(x, device) for x in data]
+    return data.to(device, non_blocking=True)
 
 
 def evaluate(model, val_loader):
