@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from porting import assert_all
+from port_helpers import assert_all
 
 from torchport.keras_compat.losses import KerasLoss
 from torchport.keras_compat.metrics import get_metric

@@ -3,6 +3,8 @@
 The checks themselves live in torchport.parity (so `torchport parity` prints the same numbers); here
 hypothesis draws more inputs and each check's tolerance is asserted.
 """
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,36 @@ def test_summary_text_is_keras_own(keras):
     ours = io.StringIO()
     SimpleCNN().summary(file=ours)
     assert ours.getvalue().strip() == "\n".join(lines).strip()
+
+
+def _disturb(keras):
+    """What an earlier test might leave behind: other global seeds, Keras' generators advanced."""
+    np.random.seed(12345)
+    keras.utils.set_random_seed(999)
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(7)])
+    keras.random.normal((5,))
+
+
+def test_checks_give_the_same_numbers_whatever_ran_before(keras):
+    def numbers():
+        results = [parity.check_forward(keras, "cifar", 8), parity.check_gradients(keras, 8),
+                   *parity.check_loss(keras), *parity.check_init(keras)]
+        return [(r.check, r.diff) for r in results]
+
+    first = numbers()
+    _disturb(keras)
+    assert numbers() == first  # number for number, not merely within tolerance
+
+
+def test_the_saturated_case_saturates_for_any_weights(keras):
+    for seed in (0, 1, 2):  # three different weight draws: each reaches far beyond the clip
+        results = {r.check: r for r in parity.check_loss(keras, seed=seed)}
+        assert results["loss, saturated logits reach"].passed
+        assert results["loss, TF logits path"].passed and results["loss, clipped path (torch backend)"].passed
+
+
+def test_init_check_runs_without_scipy(keras, monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy", None)        # `import scipy` now fails, as on a machine without it
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)
+    results = parity.check_init(keras)
+    assert len(results) == 8 and all(r.passed for r in results)

@@ -3,7 +3,7 @@ weights, the saved file is ported, and the port must compute what Keras computes
 float64 <= 1e-10, every parameter's gradient <= 1e-5 relative in float32)."""
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from porting import assert_all, port_checks, randomize
+from port_helpers import assert_all, port_checks, randomize
 
 LAYER = settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

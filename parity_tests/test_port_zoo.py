@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from porting import assert_all
+from port_helpers import assert_all
 
 from torchport.originals.keras_zoo import ZOO, build
 from torchport.parity import model as pm

@@ -63,3 +63,19 @@ def test_the_seeds_gpu_table_projects_its_published_figures(monkeypatch):
     assert "| Keras CPU (seed, published) | 125.00 | 195.4 | 4884 |" in md  # the seed's log: 196 s/epoch
     assert "| Keras GPU (seed, published, Colab) | 4.00 | 6.3 |" in md         # the seed's log: 6-7 s/epoch
     assert "| torchport GPU, CUDA graph | 0.90 | 1.4 | 35 |" in md and "peak GPU memory 150 MiB" in md
+
+
+def test_bench_quick_runs_offline_on_the_bundled_sample(tmp_path, monkeypatch):
+    from torchport.bench import run_bench
+    monkeypatch.setenv("TORCHPORT_DATA", str(tmp_path / "no-cache"))  # nothing cached, no network
+    r = run_bench(None, None, "cpu", quick=True, with_keras=False)
+    t = r["torchport"]
+    assert t["ms_per_step"] > 0 and t["images_per_s"] > 0 and t["x_floor"] > 0
+
+
+def test_inference_split_fits_small_test_sets():
+    from torchport.bench import _inference_split
+    assert _inference_split(10000, 32) == (256, 4096)
+    assert _inference_split(250, 32) == (32, 250)        # the bundled sample: 1 batch warm-up, 218 timed
+    with pytest.raises(ValueError, match="too few"):
+        _inference_split(20, 32)

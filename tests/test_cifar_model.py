@@ -74,3 +74,13 @@ def test_predict_returns_probabilities_and_forward_logits():
     m.eval()
     assert torch.allclose(torch.softmax(m(x), -1), p, atol=1e-7)
     assert m.training is False
+
+
+def test_predict_takes_numpy_moves_to_the_models_dtype_and_returns_cpu_probabilities():
+    torch.manual_seed(0)
+    m = SimpleCNN().double()
+    x = np.random.default_rng(0).uniform(size=(5, 3, 32, 32)).astype("float32")
+    p = m.predict(x, batch_size=2)
+    assert p.device.type == "cpu" and p.dtype == torch.float64
+    m.eval()
+    assert torch.allclose(torch.softmax(m(torch.from_numpy(x).double()), -1), p)

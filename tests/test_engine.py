@@ -1,11 +1,15 @@
 """fit / evaluate against a hand computation (numpy, float64) on a tiny softmax-regression model."""
+import signal
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from torchport import History, TensorLoader, callbacks, engine, means
+from torchport.checkpoint import Checkpointer
 from torchport.errors import NonFiniteLossError
+from torchport.keras_compat.progbar import ProgbarLogger
 
 
 def softmax(z):
@@ -130,3 +134,50 @@ def test_non_finite_loss_stops_with_epoch_and_step():
     data = TensorLoader(x, torch.zeros(4, dtype=torch.long), 1)
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 3"):
         engine.fit(m, torch.optim.SGD(m.parameters(), 0.1), F.cross_entropy, data, 2, verbose=0)
+
+
+def test_a_failed_fit_restores_signal_handlers_mode_and_closes_the_bar(tmp_path):
+    import io
+    m = torch.nn.Linear(1, 2)
+    x = torch.tensor([[0.0], [float("nan")]])
+    data = TensorLoader(x, torch.zeros(2, dtype=torch.long), 1)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    bar = ProgbarLogger(1, file=io.StringIO())
+    m.eval()
+    with pytest.raises(NonFiniteLossError):
+        engine.fit(m, torch.optim.SGD(m.parameters(), 0.1), F.cross_entropy, data, 2, verbose=0,
+                   callbacks=[Checkpointer(str(tmp_path), {}, data), bar])
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # Ctrl-C works again
+    assert m.training is False  # the mode it had
+    assert bar.bar is None      # closed
+
+
+def test_a_callback_failing_at_train_end_does_not_keep_the_others_from_cleaning_up(tmp_path):
+    class Broken(engine.Callback):
+        def on_train_end(self, logs=None):
+            raise RuntimeError("callback broke")
+
+    m = torch.nn.Linear(1, 2)
+    data = TensorLoader(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long), 1)
+    before = signal.getsignal(signal.SIGINT)
+    m.eval()
+    with pytest.raises(RuntimeError, match="callback broke"):  # the loop itself finished: the callback's error
+        engine.fit(m, torch.optim.SGD(m.parameters(), 0.1), F.cross_entropy, data, 1, verbose=0,
+                   callbacks=[Broken(), Checkpointer(str(tmp_path), {}, data)])
+    assert signal.getsignal(signal.SIGINT) == before and m.training is False
+    bad = TensorLoader(torch.tensor([[float("nan")]]), torch.zeros(1, dtype=torch.long), 1)
+    with pytest.raises(NonFiniteLossError):  # the loop failed: its own error, not the callback's
+        engine.fit(m, torch.optim.SGD(m.parameters(), 0.1), F.cross_entropy, bad, 1, verbose=0,
+                   callbacks=[Broken(), Checkpointer(str(tmp_path), {}, bad)])
+    assert signal.getsignal(signal.SIGINT) == before and m.training is False
+
+
+def test_a_failed_evaluate_restores_the_mode():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    m = Broken().train()
+    with pytest.raises(RuntimeError):
+        engine.evaluate(m, [(torch.zeros(1), torch.zeros(1))], F.mse_loss)
+    assert m.training

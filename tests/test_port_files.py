@@ -61,6 +61,15 @@ def test_seed_cnn_port_reads_as_the_golden_file(seed_file):
     assert plan_file(seed_file).source == golden
 
 
+@pytest.mark.parametrize("name", ["functional_merges", "text_bilstm"])
+def test_a_branching_functional_model_and_a_masked_bilstm_port_as_their_golden_files(tmp_path, name):
+    """Two inputs, branches, every merge and two outputs; Embedding(mask_zero) into two Bidirectional LSTMs.
+    Their configs are Keras' own (`torchport/originals/keras_zoo.py`, saved by Keras 3.15)."""
+    config = json.loads((Path(__file__).parent / "data" / f"{name}_config.json").read_text())
+    path = write_keras_file(tmp_path / f"{name}.keras", config)
+    assert plan_file(path).source == (Path(__file__).parent / "golden" / f"{name}_model.py").read_text()
+
+
 def test_ported_seed_cnn_computes_what_the_hand_port_computes(seed_file):
     from torchport.cifar10 import SimpleCNN
     from torchport.keras_io import load_keras_weights

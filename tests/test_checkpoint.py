@@ -1,5 +1,6 @@
 """Checkpoints: a run killed (SIGKILL) at random points and resumed ends bit for bit where an uninterrupted
 run ends; SIGINT/SIGTERM write a mid-epoch checkpoint and exit 130/143; bad checkpoints are skipped."""
+import copy
 import json
 import os
 import random
@@ -10,6 +11,11 @@ import time
 
 import pytest
 import torch
+
+from torchport import TensorLoader, engine
+from torchport.checkpoint import Checkpointer, load_latest
+from torchport.cifar10 import SimpleCNN
+from torchport.keras_compat import KerasSGD, categorical_crossentropy
 
 ARGS = ["train", "cifar10", "--epochs", "3", "--device", "cpu", "--verbose", "0"]  # the bundled real sample
 
@@ -100,3 +106,47 @@ def test_bad_checkpoints_are_skipped_with_a_warning(tmp_path, env, reference):
     r = subprocess.run(cli("--out", out, "--checkpoint-dir", str(ck), "--resume", "--lr", "0.02"), env=env,
                        capture_output=True, text=True)
     assert "made by a run with different settings (lr)" in r.stderr and "starting from the beginning" in r.stdout
+
+
+def test_a_checkpoint_whose_optimizer_part_fails_leaves_the_model_untouched(tmp_path):
+    torch.manual_seed(0)
+    trained = SimpleCNN()
+    opt = KerasSGD(trained.parameters(), learning_rate=0.1, momentum=0.9)
+    data = TensorLoader(torch.rand(4, 3, 32, 32), torch.eye(10)[:4], 2)
+    engine.fit(trained, opt, categorical_crossentropy, data, 1, verbose=0,
+               callbacks=[Checkpointer(str(tmp_path), {"run": 1}, data)])
+    path = tmp_path / "epoch-0001.pt"
+    state = torch.load(path, weights_only=True)
+    state["optimizer"]["param_groups"][0]["params"] = [0]  # the model part is fine, the optimizer's is not
+    torch.save(state, path)
+
+    fresh = SimpleCNN()
+    before = copy.deepcopy(fresh.state_dict())
+    warnings = []
+    assert load_latest(str(tmp_path), {"run": 1}, fresh, KerasSGD(fresh.parameters(), momentum=0.9),
+                       warn=warnings.append) is None
+    assert "skipping checkpoint" in warnings[0]
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize("part", ["resume", "rng", "history"])
+def test_a_checkpoint_with_a_broken_resume_rng_or_history_part_is_skipped_before_loading(tmp_path, part):
+    from torchport.checkpoint import resume_run
+
+    torch.manual_seed(0)
+    m = torch.nn.Linear(3, 2)
+    opt = KerasSGD(m.parameters(), learning_rate=0.1, momentum=0.9)
+    data = TensorLoader(torch.rand(4, 3), torch.eye(2)[[0, 1, 0, 1]], 2)
+    history = engine.History()
+    engine.fit(m, opt, categorical_crossentropy, data, 1, verbose=0, history=history,
+               callbacks=[Checkpointer(str(tmp_path), {"run": 1}, data,
+                                       extra=lambda: {"history": history.state_dict()})])
+    path = tmp_path / "epoch-0001.pt"
+    state = torch.load(path, weights_only=True)
+    state[part] = {"resume": {"epoch": "one"}, "rng": {"torch": 3}, "history": [1, 2]}[part]
+    torch.save(state, path)
+    fresh = torch.nn.Linear(3, 2)
+    before = copy.deepcopy(fresh.state_dict())
+    assert resume_run(str(tmp_path), True, {"run": 1}, fresh, KerasSGD(fresh.parameters(), momentum=0.9),
+                      needs={"history": lambda h: engine.History().load_state_dict(h)}) == (None, None)
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in before.items())
