@@ -1,7 +1,7 @@
 """`torchport fit` on the seed CNN's .keras against `torchport train cifar10`: the same training step through
 the two doors, timed in one process, alternated, best of `--rounds`; prints the ratio.
 
-    python scripts/bench_fit.py [--cifar-dir ../shared/data/cifar10] [--steps 200] [--rounds 3]
+    python scripts/bench_fit.py [--cifar-dir DATA/cifar10] [--steps 200] [--rounds 3]
 """
 import argparse
 import tempfile

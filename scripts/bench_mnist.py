@@ -1,6 +1,6 @@
 """The MNIST tutorial run, torchport against the notebook's original pipeline (same process, same data).
 
-    python scripts/bench_mnist.py --data-dir ../shared/data/mnist
+    python scripts/bench_mnist.py --data-dir DATA/mnist
 """
 import argparse
 

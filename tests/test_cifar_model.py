@@ -9,7 +9,7 @@ import torch
 from torchport.cifar10 import SimpleCNN
 from torchport.keras_compat.summary import summary_rows
 
-KERAS_TABLE = [  # from Keras' model.summary() of the seed's model (REFERENCE.md section 1)
+KERAS_TABLE = [  # from Keras' model.summary() of the seed's model (the seed's published log)
     ("conv2d", "(None, 32, 32, 32)", 896),
     ("dropout", "(None, 32, 32, 32)", 0),
     ("conv2d_1", "(None, 32, 32, 32)", 9248),

@@ -26,7 +26,7 @@ from .callbacks import Callback
 from .device import to_device
 from .distributed import SINGLE, any_rank, gather_to_main, unwrap
 from .engine import ResumePoint
-from .errors import CheckpointError, TorchportError
+from .errors import CheckpointError, TorchportError, described, first_line
 from .outputs import OutputError, save_torch
 
 FORMAT = 2
@@ -184,12 +184,12 @@ def _check_parts(state: dict, needs: dict) -> None:
         random.Random().setstate(_tuples(rng["python"]))
         np.random.RandomState().set_state(_numpy_state_from_plain(rng["numpy"]))
     except Exception as e:
-        raise CheckpointError(f"its resume point or RNG state is malformed ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"its resume point or RNG state is malformed ({described(e)})") from None
     for name, validate in needs.items():
         try:
             validate(state[name])
         except Exception as e:
-            raise CheckpointError(f"its {name} is missing or malformed ({type(e).__name__}: {e})") from None
+            raise CheckpointError(f"its {name} is missing or malformed ({described(e)})") from None
 
 
 def _load_into(state: dict, config: dict, model, optimizer, needs: dict | None = None) -> None:
@@ -223,8 +223,7 @@ def load_latest(directory: str, config: dict, model, optimizer, warn=None, needs
             _load_into(state, config, model, optimizer, needs)
             return state
         except Exception as e:  # truncated, corrupt, another model or config: try the next older one
-            reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            warn(f"skipping checkpoint {path}: {reason}")
+            warn(f"skipping checkpoint {path}: {first_line(e)}")
     return None
 
 

@@ -107,8 +107,8 @@ def to_model_input(x: np.ndarray) -> torch.Tensor:
 
 def scale_images(x, y, dtype=torch.float32):
     """The script's `X / 255.0`, done per batch on the device from uint8 NHWC: the permute makes the batch
-    NCHW in shape and channels-last in memory for free (the convolutions run faster so: 38 vs 47 ms/step at
-    batch 32 on a 2-core CPU, and on GPUs with tensor cores)."""
+    NCHW in shape and channels-last in memory for free (the convolutions run faster so, on CPUs and on GPUs
+    with tensor cores: README's speed section has the measurement)."""
     return x.permute(0, 3, 1, 2).to(dtype).div_(255), y
 
 

@@ -22,7 +22,7 @@ import sys
 
 import torch
 
-from .errors import CudaGraphError
+from .errors import CudaGraphError, first_line
 
 MAX_GRAPHS = 2
 MAX_RECAPTURES = 3  # host values changed this often (a per-step schedule?): the graphs cost more than they save
@@ -30,7 +30,7 @@ MAX_RECAPTURES = 3  # host values changed this often (a per-step schedule?): the
 
 def _first_line(e: BaseException) -> str:
     cause = e.__context__ if e.__context__ is not None and "previous error" in str(e) else e
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:120]
+    return first_line(cause, 120)
 
 
 class CudaBackend:

@@ -6,6 +6,12 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
+def described(e: BaseException, limit: int = 200) -> str:
+    """`Type: first line` of an exception (just `Type` when it has no message): why something failed, in a line."""
+    line = first_line(e, limit)
+    return line if line == type(e).__name__ else f"{type(e).__name__}: {line}"
+
+
 class TorchportError(Exception):
     """Base of every error a user can act on. `exit_code` is what the CLI returns."""
 
@@ -40,6 +46,10 @@ class CudaGraphError(TorchportError):
 
 class ModelFileError(DataError):
     """A Keras model file that cannot be read: not a model, truncated, corrupt, inconsistent or hostile."""
+
+
+class WeightsOnlyError(ModelFileError):
+    """A Keras weights file (`model.save_weights`) where a model file was expected: no config to port from."""
 
 
 class MissingFileError(ModelFileError):

@@ -8,8 +8,8 @@ run ends bit for bit where an uninterrupted one does.
 
 Opt-in: AMP autocast (bf16, or fp16 with a gradient scaler; bf16 on GPUs before compute capability 8.0
 is emulated and slow, so it becomes fp16 there, with one line), and torch.compile (mode "default" or
-"reduce-overhead", CUDA graphs), falling back to eager in one line when the compiler is missing or fails.
-Measured on the 2-core CPU: torch.compile costs about 30 s and runs slower (53 vs 34 ms/step).
+"reduce-overhead", CUDA graphs), falling back to eager in one line when the compiler is missing or fails
+(on a small CPU it costs more than it saves: README's speed section has the measurement).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Weights between Keras and torchport: live models both ways, and Keras 3 weight files with h5py alone.
+"""Weights between Keras and the hand ports (SimpleCNN, MnistModel): live models both ways, and Keras files
+read and written through the porter's own reader and writer (`porting.files`, `porting.writer`), no TensorFlow.
 
 Layouts: a Conv2D kernel (kh, kw, in, out) is torch's (out, in, kh, kw) via permute(3, 2, 0, 1); a Dense
 kernel (in, out) is torch's weight transposed. torchport's models flatten channels-last like Keras, so the
@@ -6,17 +7,13 @@ first Dense kernel needs no row permutation.
 """
 from __future__ import annotations
 
-import io
-import json
-import re
-import zipfile
-
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import DataError
+from .errors import DataError, ModelFileError, WeightsOnlyError
 from .outputs import write_atomic
+from .porting.writer import layers_h5_bytes
 
 
 def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -89,27 +86,20 @@ def torch_to_keras(torch_model: nn.Module, keras_model):
     return keras_model
 
 
-# ---- files ------------------------------------------------------------------------------------------------
+# ---- files: read and written by the porter's readers and writer (hostile input refused the same way) ---------
 
-def _natural(name: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+def _file_layers(path: str) -> tuple[list[tuple[str, list[np.ndarray]]], bool]:
+    """(layer, [kernel, bias]) for each layer of a Keras file that holds weights, and whether that order is
+    the model's: a `.keras` or full `.h5` model file is ported (its config gives the order); a bare
+    `.weights.h5` holds Keras' storage keys only (`dense`, `dense_1`, ...), whose order need not be the model's."""
+    from .porting.files import read_weights_file
+    from .porting.plan import plan_file
 
-
-def _read_h5_layers(h5, order: list[str] | None) -> list[tuple[str, list[np.ndarray]]]:
-    """(layer name, [kernel, bias]) for each layer with weights, in `order` or natural name order."""
-    if "layers" not in h5:
-        raise DataError("not a Keras 3 weights file (no 'layers' group)")
-    group = h5["layers"]
-    names = order if order is not None else sorted(group.keys(), key=_natural)
-    out = []
-    for name in names:
-        if name not in group or "vars" not in group[name]:
-            continue
-        vars_ = group[name]["vars"]
-        arrays = [np.asarray(vars_[k]) for k in sorted(vars_.keys(), key=int)]
-        if arrays:
-            out.append((name, arrays))
-    return out
+    try:
+        plan = plan_file(path)
+    except WeightsOnlyError:
+        return read_weights_file(path), False
+    return [(name, [a for _, arrays in slots for a in arrays]) for name, slots in plan.keras_arrays().items()], True
 
 
 def _match_by_shape(file_layers, tlayers, where: str):
@@ -134,47 +124,27 @@ def _match_by_shape(file_layers, tlayers, where: str):
 
 
 def load_keras_weights(torch_model: nn.Module, path: str) -> nn.Module:
-    """Load a Keras 3 `.weights.h5` or `.keras` file into the torch port, without TensorFlow."""
-    import h5py
-
+    """Load a Keras `.keras`, full `.h5` or Keras 3 `.weights.h5` file into the torch port, without TensorFlow."""
     tlayers = weighted_layers(torch_model)
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                config = json.loads(z.read("config.json"))
-                blob = z.read("model.weights.h5")
-            layer_cfgs = config.get("config", {}).get("layers", [])
-            order = [c.get("config", {}).get("name") for c in layer_cfgs if c.get("class_name") != "InputLayer"]
-            with h5py.File(io.BytesIO(blob), "r") as h5:
-                file_layers = _read_h5_layers(h5, order)
-            _check_count(len(file_layers), tlayers, path)
-            for (fname, arrays), (name, tl) in zip(file_layers, tlayers, strict=True):
-                if len(arrays) != 2:
-                    raise DataError(f"{path}: layer {fname} holds {len(arrays)} arrays, expected kernel and bias")
-                _assign(tl, *arrays, where=f"{path}: layer {fname} -> {name}")
-        else:
-            with h5py.File(path, "r") as h5:
-                file_layers = _read_h5_layers(h5, None)
-            for (fname, arrays), tl in _match_by_shape(file_layers, tlayers, path):
-                _assign(tl, *arrays, where=f"{path}: layer {fname}")
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: not a readable Keras weights file ({e})") from None
+        file_layers, in_order = _file_layers(path)
+    except ModelFileError as e:
+        raise DataError(f"not a readable Keras weights file ({e})") from None
+    if in_order:
+        _check_count(len(file_layers), tlayers, path)
+        pairs = list(zip(file_layers, [tl for _, tl in tlayers], strict=True))
+    else:
+        pairs = _match_by_shape(file_layers, tlayers, path)
+    for (fname, arrays), tl in pairs:
+        if len(arrays) != 2:
+            raise DataError(f"{path}: layer {fname} holds {len(arrays)} arrays, expected kernel and bias")
+        _assign(tl, *arrays, where=f"{path}: layer {fname}")
     return torch_model
 
 
 def save_keras_weights(torch_model: nn.Module, path: str) -> None:
     """Write the torch port's weights as a Keras 3 `.weights.h5` file (Keras' layer names and layout)."""
-    import h5py
-
-
-    def write(f):
-        with h5py.File(f, "w") as h5:
-            layers = h5.create_group("layers")
-            for name, layer in weighted_layers(torch_model):
-                vars_ = layers.create_group(name).create_group("vars")
-                vars_.attrs["name"] = name
-                for i, arr in enumerate(to_keras_layout(layer)):
-                    vars_.create_dataset(str(i), data=arr)
-            h5.create_group("vars").attrs["name"] = "sequential"
-
-    write_atomic(path, write)
+    layers = weighted_layers(torch_model)
+    keys = [(f"layers/{name}", name, "Conv2D" if isinstance(layer, nn.Conv2d) else "Dense") for name, layer in layers]
+    blob = layers_h5_bytes(keys, {name: [("", to_keras_layout(layer))] for name, layer in layers}, "sequential")
+    write_atomic(path, lambda f: f.write(blob))

@@ -84,6 +84,13 @@ def write_json(path: str, data) -> None:
 
 
 def write_plot(path: str, series: dict[str, list[float]], ylabel: str, title: str, first_epoch: int = 1):
+    """`plot_series` as a PNG file."""
+    fig = plot_series(series, ylabel, title, first_epoch)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    return fig
+
+
+def plot_series(series: dict[str, list[float]], ylabel: str, title: str, first_epoch: int = 1):
     """One line plot of each series against epochs numbered from `first_epoch`, as the log's "Epoch 1/25"
     counts them (the MNIST tutorial's history starts with the evaluation before training: epoch 0).
     Drawn on a bare Figure, not pyplot: a notebook calling this keeps its own plotting backend."""
@@ -100,5 +107,4 @@ def write_plot(path: str, series: dict[str, list[float]], ylabel: str, title: st
     ax.set_title(title)
     if len(series) > 1:
         ax.legend()
-    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return fig

@@ -223,21 +223,14 @@ print("Accuracy: %.2f%%" % (scores["accuracy"] * 100))
 # ## Accuracy and loss against epochs
 
 # %%
-import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
+from IPython.display import display
+
+from torchport.outputs import plot_series  # the plots `torchport train cifar10` writes: epochs numbered from 1
 # %matplotlib inline
 
 h = history.history
 for name in ("accuracy", "loss"):
-    epochs_axis = range(1, len(h[name]) + 1)   # numbered as the log's "Epoch 1/25"
-    plt.plot(epochs_axis, h[name], "-x", label=name)
-    plt.plot(epochs_axis, h["val_" + name], "-x", label="val_" + name)
-    plt.xlabel("epoch")
-    plt.gca().xaxis.set_major_locator(MaxNLocator(integer=True))
-    plt.ylabel(name)
-    plt.legend()
-    plt.title(f"{name.capitalize()} vs. epochs")
-    plt.show()
+    display(plot_series({name: h[name], "val_" + name: h["val_" + name]}, name, f"{name.capitalize()} vs. epochs"))
 
 # %% [markdown]
 # ## CPU vs GPU, measured live

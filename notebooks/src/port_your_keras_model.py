@@ -115,20 +115,14 @@ torchport(["fit", model_path, "--data", "runs/notebook/mnist.npz", "--epochs", s
 # %%
 import json
 
-import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
+from IPython.display import display
+
+from torchport.outputs import plot_series  # the plots `torchport fit` writes: epochs numbered from 1
 # %matplotlib inline
 
 h = json.load(open("runs/notebook/fit/history.json"))
 for name in ("accuracy", "loss"):
-    axis = range(1, len(h[name]) + 1)   # numbered as the log's "Epoch 1/N"
-    plt.plot(axis, h[name], "-x", label=name)
-    plt.plot(axis, h["val_" + name], "-x", label="val_" + name)
-    plt.xlabel("epoch")
-    plt.gca().xaxis.set_major_locator(MaxNLocator(integer=True))
-    plt.ylabel(name)
-    plt.legend()
-    plt.show()
+    display(plot_series({name: h[name], "val_" + name: h["val_" + name]}, name, f"{name} vs. epochs"))
 
 # %% [markdown]
 # ## The trained weights, back for Keras

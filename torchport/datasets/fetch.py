@@ -11,7 +11,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-from ..errors import DataError
+from ..errors import DataError, described
 
 SAMPLE_DIR = os.path.join(os.path.dirname(__file__), "sample")
 
@@ -47,7 +47,7 @@ def locate(name: str, data_dir: str | None, has_data: Callable[[str], bool], dow
                 return root
             reason = f"the download left no readable data in {root}"
         except Exception as e:  # any failure to download: say why in one line, then use the sample
-            reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}".rstrip(": ")
+            reason = described(e)
         finally:
             socket.setdefaulttimeout(previous)
         log(f"{name} download failed ({reason})", file=sys.stderr)

@@ -6,9 +6,10 @@ then works from the logits (numerically stable), which is what TensorFlow's Kera
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .casts import f32 as _f32
 
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -21,11 +22,6 @@ def sigmoid(x: torch.Tensor) -> torch.Tensor:
     out = torch.sigmoid(x)
     out._keras_logits = x
     return out
-
-
-def _f32(v: float) -> float:
-    """A Python float as TensorFlow holds it once Keras makes it a tensor (or an op attribute): float32."""
-    return float(np.float32(v))
 
 
 def relu(x: torch.Tensor, negative_slope: float = 0.0, max_value: float | None = None,

@@ -4,7 +4,7 @@ One loop (`KerasOptimizer.step`) does what `keras.optimizers.Optimizer.apply` do
 (clipnorm, global_clipnorm or clipvalue), decay the weights (v -= v * wd * lr), apply each optimizer's
 `update_step`, count the iteration. Each subclass's `update` is its Keras `update_step`, line for line.
 
-dtypes (KERAS_PORT.md rows 14-15). Keras writes a hyperparameter two ways, and a float64 model sees the
+dtypes. Keras writes a hyperparameter two ways, and a float64 model sees the
 difference: `ops.cast(self.beta_1, dtype)` makes a float32 tensor first (0.9 -> 0.8999999761581421), while
 `1 - self.beta_1` or `ops.multiply(m, self.momentum)` keep the Python float exact. `_f32` marks the first
 kind. The learning rate is a variable of Keras' floatx (`lr_dtype`); a schedule computes in float32.
@@ -21,13 +21,9 @@ import numpy as np
 import torch
 
 from . import sparse_rows
+from .casts import f32 as _f32
 
 KERAS3_DECAY_WARNING = "Argument `decay` is no longer supported and will be ignored."
-
-
-def _f32(value: float) -> float:
-    """A Python float as Keras' `ops.cast(value, dtype)` passes it on: through a float32 tensor."""
-    return float(np.float32(value))
 
 
 def _check(name: str, value: float, minimum: float = 0.0) -> float:

@@ -63,6 +63,22 @@ def max_rel(a, b) -> float:
     return max_abs(a, b) / max(float(np.max(np.abs(b))), 1e-30)
 
 
+def optimizer_gap(keras_optimizer, variable, optimizer, param, grads, every: int = 100) -> float:
+    """Keras' optimizer on `variable` and ours on `param` (same start), stepped on the same gradients (one row
+    per step): the largest max_rel of our weights against Keras' every `every` steps."""
+    import tensorflow as tf
+    import torch
+
+    largest = 0.0
+    for t, g in enumerate(grads):
+        keras_optimizer.apply_gradients([(tf.constant(g), variable)])
+        param.grad = torch.from_numpy(g)
+        optimizer.step()
+        if (t + 1) % every == 0:
+            largest = max(largest, max_rel(param.detach().numpy(), np.asarray(variable)))
+    return largest
+
+
 def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
     """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical CDFs."""
     a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))

@@ -19,7 +19,9 @@ from ..keras_fit import compile as compiling
 from ..keras_fit.run import FitConfig, setup
 from ..porting.plan import plan_file
 from ..porting.convert import NCHW
-from .core import KerasCannotRun, Result, format_table, in_keras, max_abs, max_rel, summary_line, worst
+from .core import (
+    KerasCannotRun, Result, format_table, in_keras, max_abs, max_rel, optimizer_gap, summary_line, worst,
+)
 
 FLOAT64_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float64"},
                   "registered_name": None}
@@ -398,13 +400,7 @@ def check_optimizer(plan, path: str, steps: int = 1000, seed: int = 0) -> Result
     var = tf.Variable(w0)
     p = torch.tensor(w0, requires_grad=True)
     opt = compiled.make_optimizer([p], "float32")
-    largest = 0.0
-    for t in range(steps):
-        kopt.apply_gradients([(tf.constant(grads[t]), var)])
-        p.grad = torch.from_numpy(grads[t])
-        opt.step()
-        if (t + 1) % 100 == 0:
-            largest = max(largest, max_rel(p.detach().numpy(), np.asarray(var)))
+    largest = optimizer_gap(kopt, var, opt, p, grads)
     return Result(f"{compiled.optimizer}, {steps} steps", "max rel |w - keras| every 100th", largest, 1e-5)
 
 

@@ -31,7 +31,9 @@ from ..mnist import MnistModel
 from ..originals.keras_models import CIFAR_SHAPE, keras_cifar, keras_mnist
 from ..porting.plan import plan_file
 from . import model as model_parity
-from .core import Result, count_differing, format_table, ks_statistic, max_abs, max_rel, summary_line, worst
+from .core import (
+    Result, count_differing, format_table, ks_statistic, max_abs, max_rel, optimizer_gap, summary_line, worst,
+)
 
 # ---- twins: the Keras reference and the torch port, holding the same weights -------------------------
 
@@ -224,13 +226,7 @@ def check_optimizer(keras, variant="momentum", steps=1000, seed=0) -> Result:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         opt = KerasSGD([p], **kw, **ours_opt_kw)
-    largest = 0.0
-    for t in range(steps):
-        kopt.apply_gradients([(tf.constant(grads[t]), var)])
-        p.grad = torch.from_numpy(grads[t])
-        opt.step()
-        if (t + 1) % 100 == 0:
-            largest = max(largest, max_rel(p.detach().numpy(), np.asarray(var)))
+    largest = optimizer_gap(kopt, var, opt, p, grads)
     return Result(f"SGD {variant}, {steps} steps", "max rel |w - keras| every 100th", largest, 1e-5)
 
 

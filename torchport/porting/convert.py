@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelFileError, UnsupportedError
+from ..keras_compat.casts import f32
 
 KERAS, NCHW = "keras", "nchw"
 MAX_DIM = 2**31 - 1          # a dimension beyond this is an absurd config, refused before any allocation
@@ -79,9 +80,9 @@ class Context:
 
     def keras_float(self, value: float) -> float:
         """A Python-float hyperparameter as Keras' TensorFlow backend applies it where it becomes a tensor
-        or an op attribute first: float32 (KERAS_PORT.md row 15). A float64 model then sees 0.30000001192...
+        or an op attribute first: float32 (`keras_compat.casts`). A float64 model then sees 0.30000001192...
         for 0.3; a float32 model the same float32 value either way."""
-        return float(np.float32(value)) if self.dtype == "float64" else value
+        return f32(value) if self.dtype == "float64" else value
 
 
 def torch_dim(axis: int, rank: int, layout: str) -> int:

@@ -1,6 +1,6 @@
 """A Keras model file -> its config and its weights, with h5py, json and zipfile alone (no TensorFlow).
 
-Two formats (the installed Keras is the authority; `KERAS_PORT.md` has the facts):
+Two formats, as Keras 3.15 and tf.keras 2.21 write them:
 - Keras 3 `.keras`: a zip of `config.json`, `metadata.json` and `model.weights.h5`, read in memory (nothing
   is extracted). A layer's variables sit at `layers/<snake_case(class)>[_k]/<sub-object>/vars/<i>`, the
   counter running over the model's layers in order: Keras' own storage rule, not the layer's name.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import MissingFileError, ModelFileError, first_line
+from ..errors import MissingFileError, ModelFileError, WeightsOnlyError, first_line
 
 MAX_CONFIG_BYTES = 64 * 2**20     # a config.json of 64 MiB would describe ~100k layers: more is not a model
 MAX_WEIGHTS_BYTES = 16 * 2**30    # read into memory: refuse before trying rather than exhaust it
@@ -280,10 +280,11 @@ def _open_legacy_h5(path: str) -> KerasFile:
         raise ModelFileError(f"{path}: not a readable HDF5 file ({first_line(e)})") from None
     try:
         if "model_config" not in h5.attrs:
-            what = ("holds weights only (a .weights.h5 file), no model config"
-                    if "layers" in h5 or "model_weights" in h5 or "layer_names" in h5.attrs
-                    else "is an HDF5 file without a Keras model config")
-            raise ModelFileError(f"{path}: {what}; pass the .keras or full .h5 file saved by model.save()")
+            weights_only = "layers" in h5 or "model_weights" in h5 or "layer_names" in h5.attrs
+            what = "holds weights only (a .weights.h5 file), no model config" if weights_only \
+                else "is an HDF5 file without a Keras model config"
+            raise (WeightsOnlyError if weights_only else ModelFileError)(
+                f"{path}: {what}; pass the .keras or full .h5 file saved by model.save()")
         raw = h5.attrs["model_config"]
         if len(raw) > MAX_CONFIG_BYTES:
             raise ModelFileError(f"{path}: model_config is larger than {MAX_CONFIG_BYTES:,} bytes; refused")
@@ -303,6 +304,37 @@ def _open_legacy_h5(path: str) -> KerasFile:
         h5.close()
         raise
     return KerasFile(path, "h5", version, config, compile_config, h5)
+
+
+def read_weights_file(path: str) -> list[tuple[str, list[np.ndarray]]]:
+    """A Keras 3 `.weights.h5` (what `model.save_weights` writes: no config) as [(storage key, [arrays in Keras'
+    variable order])] for each layer that holds variables, in Keras' counting order (`dense` before `dense_1`
+    before `dense_10`). The same refusals as for a model file: links, external storage, non-numeric data."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise MissingFileError(f"{path}: no such file")
+    _libhdf5_survives(lambda: h5py.File(path, "r"), path)
+    try:
+        with h5py.File(path, "r") as h5:
+            layers = _get(h5, "layers", "a Keras 3 weights file")
+            found = []
+            for key in sorted(layers.keys(), key=_natural):
+                layer = _get(layers, key, f"layer '{key}'")
+                group = _get(layer, "vars", f"layer '{key}'") if "vars" in layer else None
+                names = sorted(group.keys(), key=_vars_index) if group is not None else []
+                arrays = [read_array(_dataset(group, n, f"layers/{key}/vars/{n}"), f"layers/{key}") for n in names]
+                if arrays:
+                    found.append((key, arrays))
+            return found
+    except ModelFileError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise ModelFileError(f"{path}: not a readable Keras weights file ({first_line(e)})") from None
+
+
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def open_model_file(path: str) -> KerasFile:

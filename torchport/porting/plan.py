@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ModelFileError, TorchportError, first_line
+from ..errors import ModelFileError, TorchportError, described
 from . import codegen
 from .build import Plan, load_weights, plan_model
 from .files import open_model_file
@@ -31,7 +31,7 @@ def plan_file(path: str, dtype: str | None = None) -> Plan:
             # config of the wrong shape somewhere we read it (RecursionError is a RuntimeError, but a config's)
             hdf5 = isinstance(e, (OSError, RuntimeError)) and not isinstance(e, RecursionError)
             what = "corrupt HDF5" if hdf5 else "malformed model config"
-            raise ModelFileError(f"{path}: {what} ({type(e).__name__}: {first_line(e, 160)})") from None
+            raise ModelFileError(f"{path}: {what} ({described(e, 160)})") from None
     plan.source = codegen.source(plan)
     plan.summary = summary_text(plan)
     return plan

@@ -28,14 +28,19 @@ def storage_keys(config: dict) -> list[tuple[str, str, str]]:
 
 
 def weights_h5_bytes(config: dict, arrays: dict[str, list[tuple[str, list[np.ndarray]]]]) -> bytes:
-    """A `.weights.h5` file: `arrays[layer name]` = [(slot, [arrays in Keras' order]), ...]."""
+    """A `.weights.h5` file of a model config: `arrays[layer name]` = [(slot, [arrays in Keras' order]), ...]."""
+    return layers_h5_bytes(storage_keys(config), arrays, config.get("config", {}).get("name", "model"))
+
+
+def layers_h5_bytes(layers: list[tuple[str, str, str]], arrays: dict, model_name: str) -> bytes:
+    """A `.weights.h5` file: for each (storage key, layer name, class) its `arrays[layer name]`, as above."""
     import h5py
 
     buf = io.BytesIO()
     with h5py.File(buf, "w") as h5:
-        layers = h5.create_group("layers")
-        for key, name, cls in storage_keys(config):
-            group = layers.create_group(key[len("layers/"):])
+        group_of = h5.create_group("layers")
+        for key, name, cls in layers:
+            group = group_of.create_group(key[len("layers/"):])
             slots = arrays.get(name) or [("", [])]
             for slot, values in slots:
                 target = group
@@ -47,7 +52,7 @@ def weights_h5_bytes(config: dict, arrays: dict[str, list[tuple[str, list[np.nda
                     v.create_dataset(str(i), data=np.asarray(a))
             if "vars" not in group:
                 group.create_group("vars").attrs["name"] = name
-        h5.create_group("vars").attrs["name"] = config.get("config", {}).get("name", "model")
+        h5.create_group("vars").attrs["name"] = model_name
     return buf.getvalue()
 
 

@@ -159,12 +159,12 @@ def _call(attr: str, x: str, mask: str | None, backwards: bool) -> str:
     return f"self.{attr}({x}{'' if mask is None else f', {mask}'})"
 
 
-@converter("SimpleRNN", "LSTM", "GRU")
-class Recurrent(Converter):
+class _OverSteps(Converter):
+    """What the recurrent layers share: a (batch, steps, features) input in Keras' layout and its mask."""
+
     takes_mask = True  # a masked step keeps the state
 
-    def setup(self):
-        self.spec = _RNNSpec(self, self.cfg, self.layer.class_name)
+    def read_input(self):
         t = self.inputs[0]
         if len(t.shape) != 2:
             self.fail(f"expects (batch, steps, features), got rank {t.rank}")
@@ -173,6 +173,13 @@ class Recurrent(Converter):
 
     def wanted_layout(self, i, t):
         return KERAS
+
+
+@converter("SimpleRNN", "LSTM", "GRU")
+class Recurrent(_OverSteps):
+    def setup(self):
+        self.spec = _RNNSpec(self, self.cfg, self.layer.class_name)
+        self.read_input()
 
     def outputs(self):
         s, t = self.spec, self.inputs[0]
@@ -217,13 +224,11 @@ class Recurrent(Converter):
 
 
 @converter("Bidirectional")
-class Bidirectional(Converter):
+class Bidirectional(_OverSteps):
     """Keras runs a forward and a backward copy of the layer and merges them; torch's
     `bidirectional=True` is the same pair (its reverse direction's outputs are already re-aligned, as
     Keras' are after `flip`). Without return_sequences Keras keeps each direction's last output: the
     forward one at the last step, the backward one at the first."""
-
-    takes_mask = True
 
     def setup(self):
         inner = self.opt("layer")
@@ -244,14 +249,7 @@ class Bidirectional(Converter):
         self.merge = self.opt("merge_mode", "concat")
         if self.merge not in ("concat", "sum", "ave", "mul", None):
             self.fail(f"merge_mode={self.merge!r} is not supported")
-        t = self.inputs[0]
-        if len(t.shape) != 2:
-            self.fail(f"expects (batch, steps, features), got rank {t.rank}")
-        self.n_in = self.feature_dim()
-        self.masked = t.mask is not None
-
-    def wanted_layout(self, i, t):
-        return KERAS
+        self.read_input()
 
     def outputs(self):
         s, t = self.spec, self.inputs[0]
