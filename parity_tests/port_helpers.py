@@ -22,11 +22,9 @@ def port_checks(keras, tmp_path, model, name="m", fmt="keras", float64=True, gra
     path = str(tmp_path / f"{name}.{fmt}")
     model.save(path)
     plan = plan_file(path)
-    results = [pm.check_forward(plan, path, "float32", seed=seed)]
+    results = pm.compare(plan, path, "float32", seed, gradients=gradients and bool(plan.weighted))
     if float64:
         results.append(pm.check_forward(plan, path, "float64", seed=seed))
-    if gradients and plan.weighted:
-        results.append(pm.check_gradients(plan, path, "float32", seed=seed))
     return plan, results
 
 

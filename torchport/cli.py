@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     par.add_argument("--model", default=None, help="a Keras model file to check (default: the two seed ports)")
     par.add_argument("--data", default=None, help="with --model: an .npz for the training run (default: random "
                      "data of the model's input shape)")
+    par.add_argument("--batch-size", type=positive_int, default=32, help="with --model: the training run's batch "
+                     "size (32, Keras' default)")
 
     f = sub.add_parser("fit", help="train a Keras model file as Keras' model.fit would, on torchport's engine",
                        parents=[debug])
@@ -196,9 +198,9 @@ def _run(args) -> int:
         return bench_main(args)
     elif args.command == "parity":
         from .parity import main as parity_main
-        if args.data and not args.model:
-            raise UsageError("--data goes with --model: the training data for that model's run")
-        return parity_main(args.model, args.data)
+        if (args.data or args.batch_size != 32) and not args.model:
+            raise UsageError("--data and --batch-size go with --model: that model's training run")
+        return parity_main(args.model, args.data, args.batch_size)
     elif args.command == "port":
         return _port(args)
     elif args.command == "fit":

@@ -120,12 +120,61 @@ ZOO = {"mnist_convnet": mnist_convnet, "strided_bn": strided_bn, "text_bilstm": 
        "functional_merges": functional_merges, "autoencoder": autoencoder, "seed_cnn": seed_cnn}
 
 
+# ---- real models, compiled as their sources compile them: what `parity --model` is calibrated on -------------
+
+def timeseries_fcn(keras):
+    """keras.io "Timeseries classification from scratch" (FordA: 500 steps, 2 classes): 3 x (Conv1D(64, 3,
+    same) -> BatchNormalization -> ReLU), GlobalAveragePooling1D, Dense softmax."""
+    L = keras.layers
+    inputs = keras.Input((500, 1))
+    x = inputs
+    for _ in range(3):
+        x = L.Conv1D(filters=64, kernel_size=3, padding="same")(x)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU()(x)
+    x = L.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, L.Dense(2, activation="softmax")(x), name="timeseries_fcn")
+
+
+def conv_bn(keras):
+    """The smallest BatchNormalization model: Conv2D(8) -> BatchNormalization -> GAP -> Dense softmax."""
+    L = keras.layers
+    return keras.Sequential([keras.Input((16, 16, 3)), L.Conv2D(8, 3), L.BatchNormalization(),
+                             L.GlobalAveragePooling2D(), L.Dense(10, activation="softmax")], name="conv_bn")
+
+
+def mobilenet_v2(keras):
+    """keras.applications MobileNetV2 at alpha 0.35 on 96x96 images, 10 classes (weights=None builds offline)."""
+    return keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
+
+
+def resnet50(keras):
+    """keras.applications ResNet50 as built: 224x224, a 1000-way softmax, 25.6M parameters."""
+    return keras.applications.ResNet50(weights=None)
+
+
+REAL = {"timeseries_fcn": timeseries_fcn, "conv_bn": conv_bn, "mobilenet_v2": mobilenet_v2, "resnet50": resnet50}
+COMPILE = {  # (optimizer, loss, metrics) as each source compiles its model; resnet50 is ported as built
+    "timeseries_fcn": (lambda k: k.optimizers.Adam(), "sparse_categorical_crossentropy",
+                       ["sparse_categorical_accuracy"]),
+    "conv_bn": (lambda k: k.optimizers.SGD(0.01), "sparse_categorical_crossentropy", ["accuracy"]),
+    "mobilenet_v2": (lambda k: k.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy", ["accuracy"]),
+}
+
+
 def build(keras, name: str, seed: int = 0):
-    """The zoo model `name` with seeded weights and randomised moving statistics."""
+    """The zoo model `name` with seeded weights and randomised moving statistics, or a REAL one with its
+    statistics those of a batch (`calibrate_statistics`), compiled as its source compiles it."""
     keras.utils.clear_session()
     keras.utils.set_random_seed(seed)
-    model = ZOO[name](keras)
-    randomize_statistics(model, seed)
+    model = {**ZOO, **REAL}[name](keras)
+    if name in REAL:
+        calibrate_statistics(model, seed)
+    else:
+        randomize_statistics(model, seed)
+    if name in COMPILE:
+        optimizer, loss, metrics = COMPILE[name]
+        model.compile(optimizer=optimizer(keras), loss=loss, metrics=metrics)
     return model
 
 
@@ -138,3 +187,26 @@ def randomize_statistics(model, seed: int = 0) -> None:
                                rng.normal(0, 0.2, beta.shape).astype(beta.dtype),
                                rng.normal(0, 0.5, mean.shape).astype(mean.dtype),
                                rng.uniform(0.5, 2.0, var.shape).astype(var.dtype)])
+
+
+def calibrate_statistics(model, seed: int = 0) -> None:
+    """BatchNormalization as a trained network has it: gamma and beta drawn around 1 and 0, the moving
+    statistics those of one batch (images in [0, 1], other inputs standard normal) flowing through the model,
+    layer after layer (one training-mode pass with momentum 0). Random moving statistics saturate a deep
+    network instead: MobileNetV2's last ReLU6 sat at 6 everywhere, and every input gave the same logits,
+    so no forward check could see a wrong depthwise kernel; Keras' defaults (0 and 1) vanish its activations
+    to 1e-11."""
+    rng = np.random.default_rng(seed)
+    norms = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
+    for layer in norms:
+        gamma, beta, mean, var = layer.get_weights()
+        layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape).astype(gamma.dtype),
+                           rng.normal(0, 0.2, beta.shape).astype(beta.dtype), mean, var])
+    shape = (16, *model.input_shape[1:])
+    x = rng.uniform(0, 1, shape) if len(shape) == 4 else rng.standard_normal(shape)
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(x.astype("float32"), training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum

@@ -16,6 +16,7 @@ class Result:
     diff: float
     tol: float
     not_run: str | None = None  # why the reference could not run this check here (then neither pass nor fail)
+    sensitivity: float | None = None  # how far Keras moves from itself when moved by one rounding unit
 
     @property
     def passed(self) -> bool:
@@ -39,7 +40,7 @@ def summary_line(results: list[Result]) -> str:
     skipped = [r for r in results if r.not_run is not None]
     failed = [r for r in results if not r.passed]
     line = f"{len(results) - len(failed) - len(skipped)} passed, {len(failed)} failed"
-    return line + (f", {len(skipped)} not run (Keras cannot run them here)" if skipped else "")
+    return line + (f", {len(skipped)} not run (each row says why)" if skipped else "")
 
 
 def worst(pairs, metric) -> float:
@@ -88,10 +89,11 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def format_table(results: list[Result]) -> str:
-    rows = [("check", "metric", "max diff", "tolerance", "result")]
-    rows += [(r.check, r.metric, "-" if r.not_run else f"{r.diff:.3g}", f"{r.tol:.3g}",
+    rows = [("check", "metric", "max diff", "Keras vs itself", "tolerance", "result")]
+    rows += [(r.check, r.metric, "-" if r.not_run else f"{r.diff:.3g}",
+              "-" if r.sensitivity is None or r.not_run else f"{r.sensitivity:.3g}", f"{r.tol:.3g}",
               "not run" if r.not_run else "pass" if r.passed else "FAIL") for r in results]
-    w = [max(len(r[i]) for r in rows) for i in range(5)]
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [" | ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
     lines.insert(1, "-+-".join("-" * x for x in w))
     lines += [f"not run: {r.check}: {r.not_run}" for r in results if r.not_run]

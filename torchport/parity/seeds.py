@@ -335,7 +335,7 @@ class ParityUnavailable(TorchportError):
     """The reference cannot run here: nothing was compared (exit 1)."""
 
 
-def main(model: str | None = None, data: str | None = None) -> int:
+def main(model: str | None = None, data: str | None = None, batch_size: int = 32) -> int:
     """`torchport parity [--model FILE [--data NPZ]]`: run the checks, print the table and the versions;
     non-zero on any failure. Without --model: the two seed ports."""
     if importlib.util.find_spec("tensorflow") is None:
@@ -346,10 +346,11 @@ def main(model: str | None = None, data: str | None = None) -> int:
         results = run_all(keras)
     else:
         plan = plan_file(model)
-        why = model_parity.keras_cannot_run(plan, model)
+        session = model_parity.Session(plan, model)
+        why = model_parity.keras_cannot_run(plan, model, session)
         if why:
             raise ParityUnavailable(f"{model}: {why}; nothing to compare against")
-        results = model_parity.model_checks(plan, model, load_npz(data) if data else None)
+        results = model_parity.model_checks(plan, model, load_npz(data) if data else None, session, batch_size)
     print(f"torchport parity: Keras {keras.__version__}, TensorFlow {tf.__version__}, torch {torch.__version__}")
     print(format_table(results))
     if model is not None and not plan.compile_config:
