@@ -47,14 +47,19 @@ class BatchNormalization(nn.modules.batchnorm._BatchNorm):
     are updated as moving * momentum + batch * (1 - momentum) with Keras' momentum (0.99: the weight of
     the OLD value), and the moving variance takes the biased batch variance (torch: unbiased).
     `weight`, `bias`, `running_mean`, `running_var` are Keras' gamma, beta, moving_mean, moving_variance.
+    `trainable=False` is Keras 3's frozen BatchNormalization (a fine-tuning base): it normalises with the
+    moving statistics in training too and never updates them (unfreeze: set `trainable` and requires_grad).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-3, momentum: float = 0.99, dim: int = 1,
-                 device=None, dtype=None):
+                 trainable: bool = True, device=None, dtype=None):
         super().__init__(num_features, eps=eps, momentum=1.0 - momentum, affine=True, track_running_stats=True,
                          device=device, dtype=dtype)
         self.keras_momentum = momentum
         self.dim = dim
+        self.trainable = trainable
+        if not trainable:
+            self.requires_grad_(False)
 
     def _check_input_dim(self, x):
         if x.shape[self.dim] != self.num_features:
@@ -65,7 +70,7 @@ class BatchNormalization(nn.modules.batchnorm._BatchNorm):
         dim = self.dim % x.dim()
         shape = [1] * x.dim()
         shape[dim] = self.num_features
-        if self.training:
+        if self.training and self.trainable:
             axes = [d for d in range(x.dim()) if d != dim]
             mean = x.mean(axes, keepdim=True)
             var = (x - mean.detach()).square().mean(axes, keepdim=True)  # tf.nn.moments: biased

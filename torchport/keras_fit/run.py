@@ -100,7 +100,8 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
     model = (model if model is not None else plan.module()).train()
     model = model.to(device, memory_format=torch.channels_last) if plan.inputs[0].rank == 4 else model.to(device)
     lr_dtype = plan.lr_dtype or ("float64" if plan.dtype == "float64" else "float32")
-    optimizer = compiled.make_optimizer(model.parameters(), lr_dtype)
+    # Keras' optimizer steps the trainable variables only: a frozen base (trainable=False) is left out
+    optimizer = compiled.make_optimizer([p for p in model.parameters() if p.requires_grad], lr_dtype)
     if optimizer.uses_rows() and not group.active:  # an Embedding's gradient as Keras' optimizers see it
         sparse_rows.track(model)  # (under torchrun DDP all-reduces the dense gradient: rows are not kept)
     return Setup(model, optimizer, compiled, train_loader, val_loader)

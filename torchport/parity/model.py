@@ -243,10 +243,18 @@ def _cotangents(shapes, dtype, seed: int) -> list[np.ndarray]:
     return [rng.standard_normal(tuple(shape)).astype(dtype) for shape in shapes]
 
 
+def keras_layer(km, conv):
+    """The Keras layer a converter ported, found by its path from the outer model (a nested model's layer)."""
+    layer = km
+    for name in conv.path:
+        layer = layer.get_layer(name)
+    return layer
+
+
 def _trainable(plan, km) -> list[tuple[object, list]]:
     """(converter, its Keras layer's trainable variables) for each layer that has any, in the port's order."""
-    return [(conv, km.get_layer(conv.name).trainable_weights) for conv, _ in plan.weighted
-            if km.get_layer(conv.name).trainable_weights]
+    return [(conv, keras_layer(km, conv).trainable_weights) for conv, _ in plan.weighted
+            if keras_layer(km, conv).trainable_weights]
 
 
 def keras_pass(plan, km, x, seed: int, gradients: bool, dtype: str):
@@ -291,10 +299,11 @@ def torch_gradients(plan, km, tm, x, cot) -> tuple[list[np.ndarray], list[np.nda
     grads = []
     for conv, _ in _trainable(plan, km):
         expected = dict(plan.weighted)[conv]
-        state = {name[len(conv.attr) + 1:]: (p.grad if p.grad is not None else torch.zeros_like(p)).numpy()
-                 for name, p in tm.named_parameters() if name.startswith(conv.attr + ".")}
-        state.update({name[len(conv.attr) + 1:]: np.zeros(tuple(b.shape))  # buffers have no gradient
-                      for name, b in tm.named_buffers() if name.startswith(conv.attr + ".")})
+        n = len(conv.state_prefix)
+        state = {name[n:]: (p.grad if p.grad is not None else torch.zeros_like(p)).numpy()
+                 for name, p in tm.named_parameters() if name.startswith(conv.state_prefix)}
+        state.update({name[n:]: np.zeros(tuple(b.shape))  # buffers have no gradient
+                      for name, b in tm.named_buffers() if name.startswith(conv.state_prefix)})
         grads += [a for a, w in zip(conv.to_keras(state), expected, strict=True) if w.trainable]
     tm.zero_grad(set_to_none=True)
     return [o.detach().numpy() for o in outs], grads
@@ -525,7 +534,7 @@ def _distance(ours: list[list[np.ndarray]], theirs: list[list[np.ndarray]]) -> f
 def _keras_run(keras, km, data, batch, epochs, weighted, reference=None) -> Trajectory:
     """Keras' `fit` with a callback recording each step (loss: Keras' running mean; weights)."""
     run = Trajectory(reference)
-    layers = [km.get_layer(conv.name) for conv, _ in weighted]
+    layers = [keras_layer(km, conv) for conv, _ in weighted]
 
     class Steps(keras.callbacks.Callback):
         def on_train_batch_end(self, batch_index, logs=None):

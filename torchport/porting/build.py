@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ModelFileError, UnsupportedError
 from . import codegen
-from .convert import KERAS, MAX_PARAMS, NCHW, Context, Converter, Tensor, to_layout
+from .convert import KERAS, MAX_PARAMS, NCHW, Context, Converter, Out, Tensor, to_layout
 from .files import KerasFile, read_array
 from .graph import Graph, parse
 from .layers import CONVERTERS
@@ -43,6 +43,8 @@ class Plan:
     model_config: dict = field(default_factory=dict)     # the file's model config, as stored
     compile_config: dict | None = None                   # its compile settings, as stored
     lr_dtype: str | None = None                          # the saved optimizer's learning-rate variable dtype
+    children: list = field(default_factory=list)         # the Plans of the nested models this one calls
+    frozen: bool = False                                 # a nested model saved with trainable=False
 
     @property
     def dtype(self) -> str:
@@ -63,16 +65,17 @@ class Plan:
 
     def keras_arrays(self, state: dict | None = None) -> dict[str, list[tuple[str, list[np.ndarray]]]]:
         """Each weighted layer's arrays as Keras stores them, [(sub-object, [arrays])], from a torch state
-        dict (default: the file's): what `writer` needs to save them back for Keras."""
+        dict (default: the file's), keyed by the layer's name (`base/conv1` inside a nested model): what
+        `writer` needs to save them back for Keras."""
         state = self.state if state is None else state
         out = {}
         for conv, expected in self.weighted:
-            own = {k[len(conv.attr) + 1:]: np.asarray(v.detach().cpu() if torch.is_tensor(v) else v)
-                   for k, v in state.items() if k.startswith(conv.attr + ".")}
+            own = {k[len(conv.state_prefix):]: np.asarray(v.detach().cpu() if torch.is_tensor(v) else v)
+                   for k, v in state.items() if k.startswith(conv.state_prefix)}
             slots: dict[str, list] = {}
             for w, a in zip(expected, conv.to_keras(own), strict=True):
                 slots.setdefault(w.slot, []).append(np.ascontiguousarray(a))
-            out[conv.name] = list(slots.items())
+            out[conv.key] = list(slots.items())
         return out
 
     def module(self) -> torch.nn.Module:
@@ -86,10 +89,18 @@ class Plan:
         return model.eval()
 
 
+def _all_layers(graph: Graph):
+    """Every layer of the graph and of the models nested in it."""
+    for layer in graph.layers:
+        yield layer
+        if layer.nested is not None:
+            yield from _all_layers(layer.nested)
+
+
 def _model_dtype(graph: Graph) -> str:
     seen = set()
-    for layer in graph.layers:
-        if layer.class_name == "InputLayer" or layer.is_op:
+    for layer in _all_layers(graph):
+        if layer.class_name == "InputLayer" or layer.is_op or layer.nested is not None:
             continue
         d = layer.config.get("dtype")
         if isinstance(d, dict):
@@ -127,8 +138,8 @@ def _refuse_unknown(layer) -> None:
         raise UnsupportedError(f"layer '{layer.name}' (Lambda): a Lambda layer stores marshalled Python bytecode; "
                                "torchport never unmarshals or runs it (rewrite it with built-in layers)")
     if layer.class_name in ("Sequential", "Functional", "Model"):
-        raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): nested models are not supported "
-                               "(build the outer model from the inner model's layers)")
+        raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): a nested model of a custom class is "
+                               "not supported")
     if layer.is_op:  # Keras 3 records tensor operations in a Functional graph (its masks' too)
         raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): this tensor operation in the Functional "
                                "graph is not supported (Keras records such operations for a merge of masked inputs "
@@ -137,12 +148,57 @@ def _refuse_unknown(layer) -> None:
                            f"(custom or unregistered classes are never ported)")
 
 
+class Nested(Converter):
+    """A Sequential/Functional model used as a layer: its own class in model.py, called under its Keras name."""
+
+    n_inputs = (1, 64)
+
+    def __init__(self, sub: Plan, *args):
+        self.sub = sub
+        super().__init__(*args)
+
+    def setup(self):
+        if len(self.inputs) != len(self.sub.inputs):
+            self.fail(f"called on {len(self.inputs)} tensor(s); the model takes {len(self.sub.inputs)}")
+        for t, want in zip(self.inputs, self.sub.inputs, strict=True):
+            if len(t.shape) != len(want.shape) or any(a is not None and b is not None and a != b
+                                                      for a, b in zip(t.shape, want.shape, strict=True)):
+                self.bad(f"called on shape {t.shape}; its input takes {want.shape}")
+
+    def wanted_layout(self, i, t):
+        return self.sub.inputs[i].layout
+
+    def outputs(self):
+        return [Out(t.shape, t.layout, False, t.dtype) for t in self.sub.outputs]
+
+    def module(self):
+        return f"{self.sub.cls}()"
+
+    def note(self):
+        return f"Keras model '{self.name}'"
+
+    def forward(self, ins, outs):
+        return [f"{', '.join(outs)} = self.{self.attr}({', '.join(ins)})"]
+
+
 def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
     """`dtype` overrides the file's dtype policy (float64 parity checks of a float32 file)."""
     graph = parse(kfile.config)
     ctx = Context(dtype or _model_dtype(graph), kfile.keras_version)
+    return _plan_graph(graph, ctx, os.path.basename(kfile.path), set(), "", ())
+
+
+def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix: str, path: tuple,
+                frozen: bool = False) -> Plan:
+    """One model's plan; a nested model's own plan is a child, its state under `prefix` (`base.`), its
+    layers' Keras names under `path` (("base",))."""
     names = codegen.Names()
-    plan = Plan(graph, ctx, codegen.class_name(graph.name), graph.name, os.path.basename(kfile.path))
+    cls = codegen.class_name(graph.name)
+    base, i = cls, 1
+    while cls in classes:  # two nested models of the same name (Keras names them per model)
+        cls, i = f"{base}{i}", i + 1
+    classes.add(cls)
+    plan = Plan(graph, ctx, cls, graph.name, file_name, frozen=frozen)
     channels_first = any(layer.config.get("data_format") == "channels_first" for layer in graph.layers)
     chain = _is_chain(graph)
     layer_by_name = {layer.name: layer for layer in graph.layers}
@@ -158,12 +214,13 @@ def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
     live = {(r[0], r[1]) for c in graph.calls for r in c.inputs} | {(r[0], r[1]) for r in graph.outputs}
     outputs = {(r[0], r[1]) for r in graph.outputs}
     attrs: dict[str, str] = {}
+    subs: dict[str, Plan] = {}
     converted: dict[tuple, Tensor] = {}
     mask_vars: set[str] = set()
     for call in graph.calls:
         layer = call.layer
         cls = CONVERTERS.get(layer.class_name)
-        if cls is None or (layer.is_op and layer.class_name != "NotEqual"):
+        if layer.nested is None and (cls is None or (layer.is_op and layer.class_name != "NotEqual")):
             _refuse_unknown(layer)
         if layer.custom:
             _refuse_unknown(layer)
@@ -174,10 +231,23 @@ def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
             if ref not in tensors:
                 raise ModelFileError(f"layer '{layer.name}' uses output {ref[2]} of '{ref[0]}', which has none")
             t = tensors[ref]
-            if t.mask is not None and not (cls.takes_mask or cls.passes_mask):
+            if t.mask is not None and (layer.nested is not None or not (cls.takes_mask or cls.passes_mask)):
                 t = Tensor(t.var, t.shape, t.layout, None, t.dtype)  # Keras drops the mask here too
             ins.append(t)
-        conv: Converter = cls(layer, attr, ins, ctx, (layer.name, call.node) in outputs, call.args)
+        args = (layer, attr, ins, ctx, (layer.name, call.node) in outputs, call.args)
+        if layer.nested is not None:  # a model used as a layer: planned once, however often it is called
+            if layer.name not in subs:
+                for inner in layer.nested.layers:  # its layers' variables sit inside its own storage group
+                    inner.storage_key = f"{layer.storage_key}/{inner.storage_key}"
+                froze = frozen or layer.config.get("trainable") is False
+                subs[layer.name] = _plan_graph(layer.nested, ctx, file_name, classes, f"{prefix}{attr}.",
+                                               (*path, layer.name), froze)
+                plan.children.append(subs[layer.name])
+                plan.weighted += subs[layer.name].weighted
+            conv: Converter = Nested(subs[layer.name], *args)
+        else:
+            conv = cls(*args)
+        conv.state_prefix, conv.path = f"{prefix}{attr}.", (*path, layer.name)
         if layer.is_op and (layer.name, call.node) not in live:  # e.g. a mask Keras recorded but nothing reads
             plan.shapes[(layer.name, call.node)] = [o.shape for o in conv.outputs()]
             continue
@@ -212,21 +282,26 @@ def plan_model(kfile: KerasFile, dtype: str | None = None) -> Plan:
         if layer.name not in plan.converters:
             plan.converters[layer.name] = conv
             src = conv.module()
+            expected = conv.weights()
             if src is not None:
                 comment = f"Keras layer '{layer.name}'" if attr != layer.name else conv.note()
-                plan.modules.append((attr, src, conv.init_lines(), comment))
-            expected = conv.weights()
+                if isinstance(conv, Nested):
+                    comment = conv.note()
+                init = conv.init_lines()
+                if layer.config.get("trainable") is False and not frozen and (expected or layer.nested):
+                    init = [*init, f"self.{attr}.requires_grad_(False)  # trainable=False in Keras: frozen"]
+                plan.modules.append((attr, src, init, comment))
             if expected:
                 plan.weighted.append((conv, expected))
         plan.shapes[(layer.name, call.node)] = [o.shape for o in outs]
         for i, (o, var) in enumerate(zip(outs, out_vars, strict=True)):
             tensors[(layer.name, call.node, i)] = Tensor(var, o.shape, o.layout, masks[i], o.dtype or ctx.dtype)
 
-    for ref in graph.outputs:  # Keras' layout for what the model returns
+    for ref in graph.outputs:  # Keras' layout for what the model returns (a nested model: the layout it has)
         if ref not in tensors:
             raise ModelFileError(f"output '{ref[0]}' (node {ref[1]}, tensor {ref[2]}) is never computed")
         t = tensors[ref]
-        if t.layout != KERAS and t.rank == 4:
+        if t.layout != KERAS and t.rank == 4 and not path:
             var = t.var if chain else names.make(f"{t.var}_nhwc")
             plan.lines.append(f"{var} = {to_layout(t.var, 4, t.layout, KERAS)}  # Keras' (N, H, W, C) layout")
             t = Tensor(var, t.shape, KERAS, t.mask, t.dtype)
@@ -287,7 +362,7 @@ def load_weights(plan: Plan, kfile: KerasFile) -> None:
     total = 0
     for conv, expected in plan.weighted:
         slots = list(dict.fromkeys(w.slot for w in expected))
-        datasets = kfile.layer_arrays(conv.layer.storage_key, conv.name, slots)
+        datasets = kfile.layer_arrays(conv.layer.storage_key, conv.path, slots)
         want = [w.shape for w in expected]
         have = [tuple(int(d) for d in ds.shape) for ds in datasets]
         if have != want:
@@ -303,4 +378,4 @@ def load_weights(plan: Plan, kfile: KerasFile) -> None:
         if not all(np.isfinite(a).all() for a in arrays):
             raise ModelFileError(f"layer '{conv.name}': the weights hold NaN or infinite values")
         for key, value in conv.to_torch(arrays).items():
-            plan.state[f"{conv.attr}.{key}"] = np.ascontiguousarray(value)
+            plan.state[f"{conv.state_prefix}{key}"] = np.ascontiguousarray(value)

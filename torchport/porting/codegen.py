@@ -72,6 +72,37 @@ def _fit(line: str, indent: int, width: int = 120) -> list[str]:
     return comment + [pad + head] + [f"{pad}    {arg}," for arg in _split_args(inner)] + [pad + ")"]
 
 
+def _nested(plan) -> list:
+    """The plans of the models nested in `plan`, each after those it calls itself, each once."""
+    found = []
+    for child in plan.children:
+        found += [p for p in _nested(child) if p not in found]
+        if child not in found:
+            found.append(child)
+    return found
+
+
+def _class(plan, nested: bool = False) -> list[str]:
+    """One nn.Module class: the model's layers as attributes, `forward` in the model's order."""
+    body = ["", "", f"class {plan.cls}(nn.Module):"]
+    if nested:
+        kind = plan.graph.class_name
+        body += [f'    """The nested Keras {kind} model \'{plan.title}\' (a layer of the model below)."""', ""]
+    elif plan.dtype == "float64":
+        body.append('    """Its weights are float64 (the Keras model\'s dtype policy); `load()` keeps them so."""')
+        body.append("")
+    body += ["    def __init__(self):", "        super().__init__()"]
+    for attr, src, init, comment in plan.modules:
+        body += _fit(f"self.{attr} = {src}" + (f"  # {comment}" if comment else ""), 8)
+        body += [out for line in init for out in _fit(line, 8)]
+    args = ", ".join(t.var for t in plan.inputs)
+    body += ["", f"    def forward(self, {args}):"]
+    body += [out for line in plan.lines for out in _fit(line, 8)]
+    outs = [t.var for t in plan.outputs]
+    body.append(f"        return {', '.join(outs)}")
+    return body
+
+
 def source(plan) -> str:
     """The file `model.py`: the class, its forward, and `load()`."""
     uses = plan.ctx.uses
@@ -86,19 +117,7 @@ def source(plan) -> str:
         header.append("import torch.nn.functional as F")
     if "kc" in uses:
         header += ["", "from torchport import keras_compat as kc  # Keras semantics torch has no exact twin for"]
-    body = ["", "", f"class {plan.cls}(nn.Module):"]
-    if plan.dtype == "float64":
-        body.append('    """Its weights are float64 (the Keras model\'s dtype policy); `load()` keeps them so."""')
-        body.append("")
-    body += ["    def __init__(self):", "        super().__init__()"]
-    for attr, src, init, comment in plan.modules:
-        body += _fit(f"self.{attr} = {src}" + (f"  # {comment}" if comment else ""), 8)
-        body += [out for line in init for out in _fit(line, 8)]
-    args = ", ".join(t.var for t in plan.inputs)
-    body += ["", f"    def forward(self, {args}):"]
-    body += [out for line in plan.lines for out in _fit(line, 8)]
-    outs = [t.var for t in plan.outputs]
-    body.append(f"        return {', '.join(outs)}")
+    body = [line for child in _nested(plan) for line in _class(child, True)] + _class(plan)
     footer = ["", "", 'def load(weights="weights.pt"):',
               '    """The model with its weights (a relative path resolves next to this file), in inference mode,',
               '    as Keras\' `load_model` returns it; `model.train()` before training it."""',

@@ -113,6 +113,9 @@ class Converter:
         self.layer, self.cfg, self.attr, self.inputs, self.ctx = layer, layer.config, attr, inputs, ctx
         self.is_output = is_output
         self.call_args = list(call_args or [])
+        # where it sits: its state-dict prefix and its Keras names from the outer model (set by the builder
+        # for a layer of a nested model: `base.conv1.`, ("base", "conv1"))
+        self.state_prefix, self.path = f"{attr}.", (layer.name,)
         self.out_masks: list[str | None] = []  # set by the builder before `forward`: the outputs' mask variables
         self.temp = lambda wanted: wanted  # the builder's name maker: a fresh local variable for `forward`
         lo, hi = self.n_inputs
@@ -162,6 +165,11 @@ class Converter:
     @property
     def name(self) -> str:
         return self.layer.name
+
+    @property
+    def key(self) -> str:
+        """The layer's name from the outer model (`base/conv1`): what its weights are saved under."""
+        return "/".join(self.path)
 
     def fail(self, what: str):
         raise UnsupportedError(f"layer '{self.name}' ({self.layer.class_name}): {what}")

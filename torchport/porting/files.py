@@ -75,21 +75,26 @@ class KerasFile:
             return None
 
     # -- weights -------------------------------------------------------------------------------------------
-    def layer_arrays(self, storage_key: str, layer_name: str, slots: list[str]) -> list:
+    def layer_arrays(self, storage_key: str, path: tuple, slots: list[str]) -> list:
         """The h5py datasets of one layer, in Keras' variable order (shapes are known before reading).
 
         `storage_key` is the layer's `.keras` path (`layers/dense_1`); `slots` its sub-objects holding
         variables (`""` for the layer itself, `"cell"` for an RNN, `"forward_layer/cell"`, ...).
-        Legacy `.h5` files list the same arrays in `weight_names` under the layer's name.
+        Legacy `.h5` files list the same arrays in `weight_names` under the layer's name. `path` is the
+        layer's Keras name from the outer model: ("dense_1",), or ("base", "conv1") inside a nested model,
+        whose legacy group `model_weights/base` lists all its layers' arrays (`base/conv1/kernel` from a
+        Sequential base, `conv1/kernel` from a Functional one).
         """
+        layer_name = "/".join(path)
         try:
-            return self._layer_arrays(storage_key, layer_name, slots)
+            return self._layer_arrays(storage_key, tuple(path), slots)
         except ModelFileError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on damaged metadata
             raise ModelFileError(f"weights of layer '{layer_name}': corrupt weights file ({first_line(e)})") from None
 
-    def _layer_arrays(self, storage_key: str, layer_name: str, slots: list[str]) -> list:
+    def _layer_arrays(self, storage_key: str, path: tuple, slots: list[str]) -> list:
+        layer_name = "/".join(path)
         if self.format == "keras":
             found = []
             for slot in slots:
@@ -98,9 +103,16 @@ class KerasFile:
                 keys = sorted(group.keys(), key=_vars_index)
                 found += [_dataset(group, k, f"{path}/{k}") for k in keys]
             return found
-        group = _get(self.h5, f"model_weights/{layer_name}", f"weights of layer '{layer_name}'")
+        group = _get(self.h5, f"model_weights/{path[0]}", f"weights of layer '{layer_name}'")
         names = [_text(n) for n in np.atleast_1d(group.attrs.get("weight_names", []))]
-        return [_dataset(group, n, f"model_weights/{layer_name}/{n}") for n in names]
+        if len(path) > 1:  # a nested model's layer: its share of the model's list, in order
+            inner = list(path[1:])
+
+            def ours(name):
+                parts = name.split("/")[:-1]
+                return parts[:len(inner)] == inner or (parts[:1] == [path[0]] and parts[1:len(inner) + 1] == inner)
+            names = [n for n in names if ours(n)]
+        return [_dataset(group, n, f"model_weights/{path[0]}/{n}") for n in names]
 
 
 def _vars_index(key: str) -> int:

@@ -17,6 +17,7 @@ Ref = tuple  # (layer name, node index, tensor index)
 # Keras 3 operations (not layers) a Functional graph records, e.g. the mask an Embedding(mask_zero) computes;
 # legacy .h5 files drop their `module`, so they are known by name too.
 KERAS_OPS = {"NotEqual"}
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Layer:
     storage_key: str = ""      # where a `.keras` file stores its variables: layers/<snake_case(class)>[_k]
     is_op: bool = False        # a Keras 3 operation recorded in a Functional graph (e.g. NotEqual), no Layer
     custom: bool = False       # registered under another name or defined outside Keras: never ported
+    nested: Graph | None = None  # a Sequential/Functional model used as a layer (a transfer-learning base)
 
 
 @dataclass
@@ -84,7 +86,11 @@ def _layer(entry, what: str) -> Layer:
     custom = registered not in (None, class_name) or not (isinstance(module, str) and module.split(".")[0] in (
         "keras", "tf_keras"))
     is_op = (isinstance(module, str) and module.startswith("keras.src.ops")) or class_name in KERAS_OPS
-    return Layer(name, class_name, cfg, is_op=is_op, custom=custom)
+    nested = None
+    if class_name in MODEL_CLASSES and not custom and "layers" in cfg:
+        nested = parse({"class_name": "Functional" if class_name == "Model" else class_name, "config": cfg,
+                        "build_config": entry.get("build_config")})
+    return Layer(name, class_name, cfg, is_op=is_op, custom=custom, nested=nested)
 
 
 def _assign_storage_keys(container: list[Layer]) -> None:

@@ -38,11 +38,32 @@ def _sequential_like(graph: Graph) -> bool:
     return len(nodes) == len(set(nodes))
 
 
+def _counts(plan, frozen: bool = False) -> tuple[int, int]:
+    """(trainable, non-trainable) parameters of a plan's layers, nested models' included."""
+    trainable = fixed = 0
+    for layer in plan.graph.layers:
+        conv = plan.converters.get(layer.name)
+        if conv is None:
+            continue
+        off = frozen or layer.config.get("trainable", True) is False
+        if layer.nested is not None:
+            t, f = _counts(conv.sub, off)
+            trainable, fixed = trainable + t, fixed + f
+            continue
+        for w in conv.weights():
+            n = math.prod(w.shape)
+            if w.trainable and not off:
+                trainable += n
+            else:
+                fixed += n
+    return trainable, fixed
+
+
 def summary_text(plan) -> str:
     graph = plan.graph
     seq = _sequential_like(graph)
     rows = []
-    trainable = frozen = 0
+    trainable, frozen = _counts(plan)
     calls_of: dict[str, list] = {}
     for c in graph.calls:
         calls_of.setdefault(c.layer.name, []).append(c)
@@ -52,13 +73,8 @@ def summary_text(plan) -> str:
         conv = plan.converters.get(layer.name)
         params = 0
         if conv is not None:
-            for w in conv.weights():
-                n = math.prod(w.shape)
-                params += n
-                if w.trainable and layer.config.get("trainable", True):
-                    trainable += n
-                else:
-                    frozen += n
+            params = sum(_counts(conv.sub)) if layer.nested is not None else \
+                sum(math.prod(w.shape) for w in conv.weights())
         if layer.class_name == "InputLayer":
             t = next(t for ref, t in zip(graph.inputs, plan.inputs, strict=True) if ref[0] == layer.name)
             shape, connected = _shape_text([t.shape]), "-"

@@ -19,12 +19,22 @@ from .graph import parse
 
 
 def storage_keys(config: dict) -> list[tuple[str, str, str]]:
-    """(storage key, layer name, class) for each layer of a model config, in Keras' counting order."""
-    graph = parse(config)
+    """(storage key, layer name, class) for each layer of a model config, in Keras' counting order; a nested
+    model's layers follow it, inside its group (`layers/functional/layers/conv2d`, named `base/conv1`)."""
+    return _keys(parse(config), "", "")
+
+
+def _keys(graph, key_prefix: str, name_prefix: str) -> list[tuple[str, str, str]]:
     layers = [layer for layer in graph.layers if not layer.is_op]
     if graph.class_name == "Sequential":
         layers = [layer for layer in layers if layer.class_name != "InputLayer"]
-    return [(layer.storage_key, layer.name, layer.class_name) for layer in layers]
+    found = []
+    for layer in layers:
+        key, name = key_prefix + layer.storage_key, name_prefix + layer.name
+        found.append((key, name, layer.class_name))
+        if layer.nested is not None:
+            found += _keys(layer.nested, f"{key}/", f"{name}/")
+    return found
 
 
 def weights_h5_bytes(config: dict, arrays: dict[str, list[tuple[str, list[np.ndarray]]]]) -> bytes:
@@ -42,6 +52,7 @@ def layers_h5_bytes(layers: list[tuple[str, str, str]], arrays: dict, model_name
         for key, name, cls in layers:
             group = group_of.create_group(key[len("layers/"):])
             slots = arrays.get(name) or [("", [])]
+            name = name.split("/")[-1]
             for slot, values in slots:
                 target = group
                 for part in [p for p in slot.split("/") if p]:
@@ -62,15 +73,22 @@ def _with_modules(entry: dict, module: str) -> dict:
         else entry
 
 
+def _model_with_modules(config: dict) -> dict:
+    """A model entry and its layers' (nested models' too) with the modules a `.keras` file names."""
+    if "module" not in config:  # as Keras 3 writes them into a .keras file
+        config = {"module": "keras", **config, "registered_name": None} if config["class_name"] == "Sequential" \
+            else {"module": "keras.src.models.functional", **config, "registered_name": config["class_name"]}
+    layers = [_model_with_modules(layer) if layer.get("class_name") in ("Sequential", "Functional", "Model")
+              and "layers" in layer.get("config", {}) else _with_modules(layer, "keras.layers")
+              for layer in config["config"]["layers"]]
+    return {**config, "config": {**config["config"], "layers": layers}}
+
+
 def keras3_saved_form(config: dict, compile_config: dict | None) -> tuple[dict, dict | None]:
     """A Keras 3 legacy `.h5`'s model config and training settings in the form `keras.models.load_model`
     reads from a `.keras` file: the model and each layer entry name their module (an `.h5` leaves it out for
     those, and Keras' `.keras` loader then cannot find `Sequential`), and so do loss and metric objects."""
-    if "module" not in config:  # as Keras 3 writes them into a .keras file
-        config = {"module": "keras", **config, "registered_name": None} if config["class_name"] == "Sequential" \
-            else {"module": "keras.src.models.functional", **config, "registered_name": config["class_name"]}
-    config["config"] = {**config["config"],
-                        "layers": [_with_modules(layer, "keras.layers") for layer in config["config"]["layers"]]}
+    config = _model_with_modules(config)
     if compile_config is not None:
         compile_config = dict(compile_config)
         if isinstance(compile_config.get("loss"), dict):

@@ -48,9 +48,13 @@ class BatchNormalization(Converter):
         t = self.inputs[0]
         dim = torch_dim(self.axis, t.rank, t.layout)
         dim_src = "" if dim == 1 else f", dim={dim if dim < t.rank - 1 else -1}"
-        return f"kc.BatchNormalization({self.features}, eps={self.eps!r}, momentum={self.momentum!r}{dim_src})"
+        frozen = ", trainable=False" if self.opt("trainable") is False else ""
+        return (f"kc.BatchNormalization({self.features}, eps={self.eps!r}, momentum={self.momentum!r}{dim_src}"
+                f"{frozen})")
 
     def note(self):
+        if self.opt("trainable") is False:
+            return "trainable=False: inference mode in training too, as Keras 3 runs a frozen BatchNormalization"
         return "Keras' moving-average update (biased variance)"
 
     def init_lines(self):
