@@ -33,6 +33,8 @@ import torch
 
 from .. import engine
 from ..errors import first_line
+from ..keras_compat import augmentation
+from ..keras_compat.preprocessing import center_crop
 from ..keras_env import import_keras
 from ..keras_fit import compile as compiling
 from ..keras_fit.run import FitConfig, setup
@@ -72,8 +74,19 @@ def as_dtype(model, dtype: str, keras_version: str, edit=None):
         edit(config)
     _set_dtype(config, dtype, keras_version.startswith("2."))
     twin = model.__class__.from_config(config)
-    twin.set_weights([w.astype(dtype) for w in model.get_weights()])
+    set_weights(twin, [w.astype(dtype) for w in model.get_weights()])
     return twin
+
+
+def set_weights(model, weights) -> None:
+    """`model.set_weights`, then what Keras' loader does after it: an adapted Normalization derives its
+    broadcast mean and variance from its variables in `finalize_state` (without it, the twin normalises with
+    0 and 1)."""
+    model.set_weights(weights)
+    layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
+    for layer in layers:
+        if type(layer).__name__ == "Normalization" and hasattr(layer, "finalize_state"):
+            layer.finalize_state()
 
 
 def _set_dtype(obj, dtype: str, keras2: bool) -> None:
@@ -231,11 +244,11 @@ class _Perturbed:
 
     def __enter__(self):
         self.saved = self.km.get_weights()
-        self.km.set_weights(one_ulp(self.saved, self.rng))
+        set_weights(self.km, one_ulp(self.saved, self.rng))
         return self.rng
 
     def __exit__(self, *exc):
-        self.km.set_weights(self.saved)
+        set_weights(self.km, self.saved)
 
 
 def _cotangents(shapes, dtype, seed: int) -> list[np.ndarray]:
@@ -442,9 +455,26 @@ def port_report(plan, results: list[Result] | None, why: str | None = None) -> s
 
 # ---- training parity (`torchport parity --model`) -------------------------------------------------------------
 
+AUGMENTATION = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+                "RandomBrightness", "RandomCrop")
+
+
+def _augmentation_off(entry: dict) -> None:
+    """A Random* layer entry made deterministic: Identity (RandomCrop: CenterCrop, the crop it makes)."""
+    cfg = entry.get("config", {})
+    keep = {k: cfg[k] for k in ("name", "trainable", "dtype") if k in cfg}
+    if entry["class_name"] == "RandomCrop":
+        keep.update(height=cfg["height"], width=cfg["width"])
+    entry["class_name"] = "CenterCrop" if entry["class_name"] == "RandomCrop" else "Identity"
+    entry["config"] = keep
+
+
 def _dropout_off(config) -> None:
-    """Every dropout rate in a Keras config set to 0: two frameworks cannot draw the same masks."""
+    """Every dropout rate in a Keras config set to 0, every augmentation layer made deterministic: two
+    frameworks cannot draw the same masks and transforms."""
     if isinstance(config, dict):
+        if config.get("class_name") in AUGMENTATION and isinstance(config.get("config"), dict):
+            _augmentation_off(config)
         if "rate" in config and isinstance(config["rate"], (int, float)):
             config["rate"] = 0.0
         for key in ("dropout", "recurrent_dropout"):
@@ -586,7 +616,7 @@ def check_training(plan, path: str, arrays: dict | None = None, epochs: int = 2,
         start = km.get_weights()
 
         def keras_fit(weights, reference=None):  # compiled afresh each time: a fresh optimizer
-            km.set_weights(weights)
+            set_weights(km, weights)
             _keras_compile(km, plan.compile_config, plan.ctx.keras2, _is_top_k if drop_top_k else (lambda m: False))
             return in_keras(lambda: _keras_run(keras, km, data, batch, epochs, ours_plan.weighted, reference),
                             f"fit in {dtype}")
@@ -606,6 +636,9 @@ def _torch_run(plan, path, data, batch, epochs, seed, reference: Trajectory) -> 
     for m in tm.modules():
         if isinstance(m, torch.nn.modules.dropout._DropoutNd):
             m.p = 0.0
+        if type(m).__name__ in AUGMENTATION and type(m).__module__ == augmentation.__name__:
+            m.forward = _identity if type(m).__name__ != "RandomCrop" else \
+                (lambda x, m=m: center_crop(x, m.height, m.width))
     cfg = FitConfig(model=path, data="", epochs=epochs, batch_size=batch, shuffle=False, seed=seed)
     s = setup(plan, data, cfg, tm)
     run = Trajectory(reference)
@@ -620,6 +653,10 @@ def _torch_run(plan, path, data, batch, epochs, seed, reference: Trajectory) -> 
                              metrics=s.compiled.metrics, val_loader=s.val_loader, verbose=0,
                              callbacks=[Steps()]).history
     return run
+
+
+def _identity(x):
+    return x
 
 
 CHAOTIC = 1e-8  # float64: Keras' spread from itself beyond which rounding starts to cross kinks

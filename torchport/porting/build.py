@@ -293,6 +293,9 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
                 plan.modules.append((attr, src, init, comment))
             if expected:
                 plan.weighted.append((conv, expected))
+            for key, value in conv.constants().items():  # in the model's dtype, as its weights
+                plan.state[f"{conv.state_prefix}{key}"] = np.ascontiguousarray(
+                    value, np.float64 if ctx.dtype == "float64" else np.float32)
         plan.shapes[(layer.name, call.node)] = [o.shape for o in outs]
         for i, (o, var) in enumerate(zip(outs, out_vars, strict=True)):
             tensors[(layer.name, call.node, i)] = Tensor(var, o.shape, o.layout, masks[i], o.dtype or ctx.dtype)

@@ -153,6 +153,10 @@ class Converter:
     def forward(self, ins: list[str], outs: list[str]) -> list[str]:
         raise NotImplementedError
 
+    def constants(self) -> dict[str, np.ndarray]:
+        """Buffers the module holds that are no Keras variable (a mean given in the config): state entries."""
+        return {}
+
     def to_torch(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Keras arrays (in `weights()` order) -> this module's state-dict entries (names relative to it)."""
         return {}
