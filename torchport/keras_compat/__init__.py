@@ -16,7 +16,7 @@ from .losses import categorical_crossentropy
 from .metrics import categorical_accuracy
 from .optim import KerasSGD
 from .padding import avg_pool_same, max_pool_same, pad_same
-from .preprocessing import Normalization, Rescaling, center_crop, resize
+from .preprocessing import Constants, Normalization, Rescaling, center_crop, resize
 from .progbar import ProgbarLogger, format_epoch_line
 from .recurrent import GRU, LSTM, SimpleRNN
 from .summary import summary
@@ -24,6 +24,6 @@ from .summary import summary
 __all__ = ["KerasSGD", "categorical_crossentropy", "categorical_accuracy", "ProgbarLogger", "format_epoch_line",
            "summary", "relu", "sigmoid", "softmax", "BatchNormalization", "Dropout", "masked_mean", "avg_pool_same",
            "max_pool_same", "pad_same", "GRU", "LSTM", "SimpleRNN", "Normalization", "Rescaling", "center_crop",
-           "resize",
+           "Constants", "resize",
            "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation",
            "RandomZoom"]

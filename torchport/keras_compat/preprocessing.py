@@ -69,3 +69,13 @@ class Rescaling(nn.Module):
 
     def forward(self, x):
         return x * self.scale.to(x.dtype) + self.offset.to(x.dtype)
+
+
+class Constants(nn.Module):
+    """The constant tensors of an operation a Keras graph records (`ops.matmul(x, ops.ones((16, 3)))`), as
+    buffers: they move with the model, and the state holds their values."""
+
+    def __init__(self, **shapes):
+        super().__init__()
+        for name, shape in shapes.items():
+            self.register_buffer(name, torch.zeros(shape))

@@ -20,8 +20,8 @@ from ..errors import ModelFileError, UnsupportedError
 from . import codegen
 from .convert import KERAS, MAX_PARAMS, NCHW, Context, Converter, Out, Tensor, to_layout
 from .files import KerasFile, read_array
-from .graph import Graph, parse
-from .layers import CONVERTERS
+from .graph import TF_OP_LAYERS, Graph, parse
+from .layers import CONVERTERS, OPERATIONS
 
 @dataclass
 class Plan:
@@ -133,6 +133,13 @@ def _input_tensor(layer, var: str, channels_first_model: bool) -> Tensor:
     return Tensor(var, shape, layout, None, dtype if isinstance(dtype, str) else "float32")
 
 
+def operation_name(layer) -> str:
+    """The name an operation is registered under: Keras 3's class, or tf.keras 2's `tf.<function>`."""
+    if layer.class_name in TF_OP_LAYERS:
+        return f"tf.{layer.config.get('function')}"
+    return layer.class_name
+
+
 def _refuse_unknown(layer) -> None:
     if layer.class_name == "Lambda":
         raise UnsupportedError(f"layer '{layer.name}' (Lambda): a Lambda layer stores marshalled Python bytecode; "
@@ -140,10 +147,9 @@ def _refuse_unknown(layer) -> None:
     if layer.class_name in ("Sequential", "Functional", "Model"):
         raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): a nested model of a custom class is "
                                "not supported")
-    if layer.is_op:  # Keras 3 records tensor operations in a Functional graph (its masks' too)
-        raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): this tensor operation in the Functional "
-                               "graph is not supported (Keras records such operations for a merge of masked inputs "
-                               "too; only an Embedding's `!= 0` mask is ported)")
+    if layer.is_op:  # a tensor operation recorded in a Functional graph (Keras' masks of merges too)
+        raise UnsupportedError(f"layer '{layer.name}': the operation {operation_name(layer)!r} is not supported "
+                               "(README: Recorded operations lists those that are)")
     raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): this layer class is not supported "
                            f"(custom or unregistered classes are never ported)")
 
@@ -219,12 +225,15 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
     mask_vars: set[str] = set()
     for call in graph.calls:
         layer = call.layer
-        cls = CONVERTERS.get(layer.class_name)
-        if layer.nested is None and (cls is None or (layer.is_op and layer.class_name != "NotEqual")):
+        cls = OPERATIONS.get(operation_name(layer)) if layer.is_op else CONVERTERS.get(layer.class_name)
+        if layer.nested is None and cls is None:
             _refuse_unknown(layer)
         if layer.custom:
             _refuse_unknown(layer)
-        attr = attrs.get(layer.name) or names.make(layer.name)
+        # tf.keras 2 names its operations after the function (`tf.math.multiply`): the variable is `multiply`
+        readable = re.sub(r"^tf\.(__operators__\.|math\.|nn\.|linalg\.|compat\.v1\.)?", "", layer.name) \
+            if layer.class_name in TF_OP_LAYERS else layer.name
+        attr = attrs.get(layer.name) or names.make(readable)
         attrs[layer.name] = attr
         ins = []
         for ref in call.inputs:
@@ -234,7 +243,7 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
             if t.mask is not None and (layer.nested is not None or not (cls.takes_mask or cls.passes_mask)):
                 t = Tensor(t.var, t.shape, t.layout, None, t.dtype)  # Keras drops the mask here too
             ins.append(t)
-        args = (layer, attr, ins, ctx, (layer.name, call.node) in outputs, call.args)
+        args = (layer, attr, ins, ctx, (layer.name, call.node) in outputs, call.args, call.kwargs)
         if layer.nested is not None:  # a model used as a layer: planned once, however often it is called
             if layer.name not in subs:
                 for inner in layer.nested.layers:  # its layers' variables sit inside its own storage group
@@ -293,9 +302,10 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
                 plan.modules.append((attr, src, init, comment))
             if expected:
                 plan.weighted.append((conv, expected))
-            for key, value in conv.constants().items():  # in the model's dtype, as its weights
+            for key, value in conv.constants().items():  # floats in the model's dtype, as its weights
+                floating = np.float64 if ctx.dtype == "float64" else np.float32
                 plan.state[f"{conv.state_prefix}{key}"] = np.ascontiguousarray(
-                    value, np.float64 if ctx.dtype == "float64" else np.float32)
+                    value, floating if np.asarray(value).dtype.kind == "f" else None)
         plan.shapes[(layer.name, call.node)] = [o.shape for o in outs]
         for i, (o, var) in enumerate(zip(outs, out_vars, strict=True)):
             tensors[(layer.name, call.node, i)] = Tensor(var, o.shape, o.layout, masks[i], o.dtype or ctx.dtype)

@@ -109,10 +109,11 @@ class Converter:
     n_inputs: tuple = (1, 1)   # (min, max) inputs
 
     def __init__(self, layer, attr: str, inputs: list[Tensor], ctx: Context, is_output: bool = False,
-                 call_args: list | None = None):
+                 call_args: list | None = None, call_kwargs: dict | None = None):
         self.layer, self.cfg, self.attr, self.inputs, self.ctx = layer, layer.config, attr, inputs, ctx
         self.is_output = is_output
         self.call_args = list(call_args or [])
+        self.call_kwargs = dict(call_kwargs or {})
         # where it sits: its state-dict prefix and its Keras names from the outer model (set by the builder
         # for a layer of a nested model: `base.conv1.`, ("base", "conv1"))
         self.state_prefix, self.path = f"{attr}.", (layer.name,)

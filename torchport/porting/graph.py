@@ -14,9 +14,12 @@ from .files import snake_case
 
 Ref = tuple  # (layer name, node index, tensor index)
 
-# Keras 3 operations (not layers) a Functional graph records, e.g. the mask an Embedding(mask_zero) computes;
-# legacy .h5 files drop their `module`, so they are known by name too.
-KERAS_OPS = {"NotEqual"}
+# Operations (not layers) a Functional graph records: Keras 3 names them `keras.src.ops.<family>.<Class>`
+# (`x * 2.0` is `Multiply`, an Embedding's mask `NotEqual`); its legacy .h5 files drop the module, and an
+# operation's config is then told from a layer's by having no `trainable` (in Keras 3's form of call).
+# tf.keras 2 records TFOpLambda (`tf.math.multiply`) and SlicingOpLambda (`x[:, 0]`) layers, their
+# TensorFlow function by name.
+TF_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 
@@ -85,7 +88,10 @@ def _layer(entry, what: str) -> Layer:
     registered = entry.get("registered_name")
     custom = registered not in (None, class_name) or not (isinstance(module, str) and module.split(".")[0] in (
         "keras", "tf_keras"))
-    is_op = (isinstance(module, str) and module.startswith("keras.src.ops")) or class_name in KERAS_OPS
+    nodes = entry.get("inbound_nodes")
+    keras3_node = isinstance(nodes, list) and bool(nodes) and isinstance(nodes[0], dict)
+    is_op = (isinstance(module, str) and module.startswith("keras.src.ops")) or class_name in TF_OP_LAYERS or (
+        keras3_node and "module" not in entry and "trainable" not in cfg and "layers" not in cfg)
     nested = None
     if class_name in MODEL_CLASSES and not custom and "layers" in cfg:
         nested = parse({"class_name": "Functional" if class_name == "Model" else class_name, "config": cfg,
@@ -163,6 +169,8 @@ def _calls_of(layer: Layer, entry: dict) -> list[Call]:
             for key in sorted(kwargs):  # Keras flattens keyword arguments in key order
                 _tensors_in(kwargs[key], kw_refs)
             calls.append(Call(layer, i, refs, args, kwargs, kw_refs))
+        elif layer.class_name in TF_OP_LAYERS:
+            calls.append(_tf_op_call(layer, i, _list(node, "an inbound node")))
         else:  # tf.keras 2: a list of [layer, node, tensor, kwargs]
             refs = [_ref(t, f"layer '{layer.name}' inbound tensor") for t in _list(node, "an inbound node")]
             kwargs = {}
@@ -171,6 +179,32 @@ def _calls_of(layer: Layer, entry: dict) -> list[Call]:
                     kwargs.update(t[3])
             calls.append(Call(layer, i, refs, [], kwargs))
     return calls
+
+
+TENSOR = {"class_name": "__keras_tensor__"}  # where an operation's call takes a tensor (inputs in order)
+
+
+def _tf_op_call(layer: Layer, i: int, node: list) -> Call:
+    """A tf.keras 2 TFOpLambda call: its first argument, a tensor (`[layer, node, tensor, kwargs]`) or a list
+    of them (`tf.concat`), and keyword arguments that may hold tensors too (`tf.math.multiply`'s `y`). As a
+    Keras 3 call: the tensors in order of use, marked where they appear."""
+    def is_ref(v):
+        return isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str) and isinstance(v[1], int)
+
+    if node and isinstance(node[0], str):  # one tensor
+        first, kwargs = [node], node[3] if len(node) > 3 and isinstance(node[3], dict) else {}
+        args = [TENSOR]
+    else:  # a list of tensors, each carrying the call's keyword arguments
+        first = node
+        kwargs = next((t[3] for t in node if isinstance(t, list) and len(t) > 3 and isinstance(t[3], dict)), {})
+        args = [[TENSOR] * len(node)]
+    refs = [_ref(t, f"layer '{layer.name}' inbound tensor") for t in first]
+    kwargs = dict(kwargs)
+    for key in sorted(kwargs):
+        if is_ref(kwargs[key]):
+            refs.append(_ref(kwargs[key], f"layer '{layer.name}' argument {key}"))
+            kwargs[key] = TENSOR
+    return Call(layer, i, refs, args, kwargs)
 
 
 def _has_tensor(v) -> bool:

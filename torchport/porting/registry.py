@@ -7,6 +7,7 @@ A name registered twice is an error: two converters for one class would make the
 from __future__ import annotations
 
 CONVERTERS: dict[str, type] = {}
+OPERATIONS: dict[str, type] = {}  # the operations a graph records: Keras 3's class names, tf.keras 2's functions
 
 
 def converter(*class_names: str):
@@ -18,5 +19,19 @@ def converter(*class_names: str):
                                  f"{cls.__qualname__}")
             CONVERTERS[name] = cls
         cls.keras_classes = class_names
+        return cls
+    return register
+
+
+def operation(*names: str):
+    """Register the decorated Operation converter for these recorded names (Keras 3's operation classes,
+    `tf.`-prefixed TensorFlow functions of tf.keras 2's TFOpLambda layers)."""
+    def register(cls):
+        for name in names:
+            if name in OPERATIONS:
+                raise ValueError(f"operation {name!r} has two converters: {OPERATIONS[name].__qualname__} and "
+                                 f"{cls.__qualname__}")
+            OPERATIONS[name] = cls
+        cls.keras_classes = names
         return cls
     return register

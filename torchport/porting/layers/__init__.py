@@ -8,12 +8,13 @@ from . import (  # noqa: F401 (each module registers its converters)
     core,
     merging,
     normalization,
+    operations,
     pooling,
     preprocessing,
     regularization,
     reshaping,
     rnn,
 )
-from ..registry import CONVERTERS
+from ..registry import CONVERTERS, OPERATIONS
 
-__all__ = ["CONVERTERS"]
+__all__ = ["CONVERTERS", "OPERATIONS"]

@@ -1,4 +1,5 @@
-"""Converters of the core layers: Dense, Identity, Embedding (and the `!= 0` mask Keras 3 records for it)."""
+"""Converters of the core layers: Dense, Identity, Embedding (its `!= 0` mask, which Keras 3 records as an
+operation, is in operations.py)."""
 from __future__ import annotations
 
 from ..convert import KERAS, Converter, Out, Weight
@@ -85,20 +86,3 @@ class Embedding(Converter):
 
     def to_keras(self, state):
         return [state["weight"]]
-
-
-@converter("NotEqual")
-class NotEqual(Converter):
-    """Keras 3 records an Embedding's mask as this operation in a Functional graph."""
-
-    def setup(self):
-        consts = [a for a in self.call_args if isinstance(a, (int, float)) and not isinstance(a, bool)]
-        if len(consts) != 1:
-            self.fail("only `tensor != number` is supported")
-        self.value = consts[0]
-
-    def outputs(self):
-        return [Out(self.inputs[0].shape, self.inputs[0].layout, dtype="bool")]
-
-    def forward(self, ins, outs):
-        return [f"{outs[0]} = {ins[0]} != {self.value!r}"]
