@@ -2,6 +2,7 @@
 and summary table the engine uses, and the layers and functions ported models import as `kc` where torch
 has no exact twin."""
 from .activations import relu, sigmoid, softmax
+from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .augmentation import (
     RandomBrightness,
     RandomContrast,
@@ -11,7 +12,7 @@ from .augmentation import (
     RandomTranslation,
     RandomZoom,
 )
-from .layers import BatchNormalization, Dropout, masked_mean
+from .layers import BatchNormalization, Dropout, RMSScaledLayerNorm, masked_mean
 from .losses import categorical_crossentropy
 from .metrics import categorical_accuracy
 from .optim import KerasSGD
@@ -24,6 +25,6 @@ from .summary import summary
 __all__ = ["KerasSGD", "categorical_crossentropy", "categorical_accuracy", "ProgbarLogger", "format_epoch_line",
            "summary", "relu", "sigmoid", "softmax", "BatchNormalization", "Dropout", "masked_mean", "avg_pool_same",
            "max_pool_same", "pad_same", "GRU", "LSTM", "SimpleRNN", "Normalization", "Rescaling", "center_crop",
-           "Constants", "resize",
+           "Constants", "resize", "AdditiveAttention", "Attention", "MultiHeadAttention", "RMSScaledLayerNorm",
            "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation",
            "RandomZoom"]

@@ -91,3 +91,18 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> tor
         return x.mean(dim)
     keep = mask.unsqueeze(-1).to(x.dtype)
     return (x * keep).sum(dim) / keep.sum(dim)
+
+
+class RMSScaledLayerNorm(nn.Module):
+    """Keras 3's LayerNormalization(rms_scaling=True) over the trailing `len(shape)` dimensions:
+    x * rsqrt(var(x) + eps) * gamma (the variance, as Keras computes it, not the mean square; no beta)."""
+
+    def __init__(self, shape, eps: float = 1e-3):
+        super().__init__()
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.eps = eps
+        self.dims = tuple(range(-len(shape), 0))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.var(self.dims, keepdim=True, correction=0) + self.eps) * self.weight

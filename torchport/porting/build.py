@@ -217,7 +217,9 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
         tensors[ref] = t
         plan.inputs.append(t)
 
-    live = {(r[0], r[1]) for c in graph.calls for r in c.inputs} | {(r[0], r[1]) for r in graph.outputs}
+    live = {(r[0], r[1]) for c in graph.calls for r in c.inputs} | {(r[0], r[1]) for r in graph.outputs} | {
+        (r[0], r[1]) for c in graph.calls for r, n in zip(c.kwarg_inputs, c.kwarg_names, strict=True)
+        if n not in ("mask", "training")}
     outputs = {(r[0], r[1]) for r in graph.outputs}
     attrs: dict[str, str] = {}
     subs: dict[str, Plan] = {}
@@ -243,7 +245,18 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
             if t.mask is not None and (layer.nested is not None or not (cls.takes_mask or cls.passes_mask)):
                 t = Tensor(t.var, t.shape, t.layout, None, t.dtype)  # Keras drops the mask here too
             ins.append(t)
-        args = (layer, attr, ins, ctx, (layer.name, call.node) in outputs, call.args, call.kwargs)
+        kwargs = dict(call.kwargs)
+        extra = [k for k in dict.fromkeys(call.kwarg_names) if k not in ("mask", "training")]
+        if extra and (layer.nested is not None or not set(extra) <= set(cls.tensor_kwargs)):
+            raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): called with tensor argument(s) "
+                                   f"{', '.join(extra)}; not supported")
+        for name, ref in zip(call.kwarg_names, call.kwarg_inputs, strict=True):  # e.g. attention_mask=
+            if name in extra:
+                if ref not in tensors:
+                    raise ModelFileError(f"layer '{layer.name}' uses output {ref[2]} of '{ref[0]}', which has none")
+                kwargs[name] = len(ins)  # its position among the converter's inputs
+                ins.append(tensors[ref])
+        args = (layer, attr, ins, ctx, (layer.name, call.node) in outputs, call.args, kwargs)
         if layer.nested is not None:  # a model used as a layer: planned once, however often it is called
             if layer.name not in subs:
                 for inner in layer.nested.layers:  # its layers' variables sit inside its own storage group
@@ -319,13 +332,13 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
             plan.lines.append(f"{var} = {to_layout(t.var, 4, t.layout, KERAS)}  # Keras' (N, H, W, C) layout")
             t = Tensor(var, t.shape, KERAS, t.mask, t.dtype)
         plan.outputs.append(t)
-    plan.lines = _without_unread(plan.lines, mask_vars)
+    plan.lines = _without_unread(plan.lines, mask_vars, {t.var for t in plan.outputs})
     if not plan.lines:
         plan.lines.append("pass")
     return plan
 
 
-def _without_unread(lines: list[str], variables: set[str]) -> list[str]:
+def _without_unread(lines: list[str], variables: set[str], returned: frozenset = frozenset()) -> list[str]:
     """The lines, less each assignment of one of `variables` (masks) that no later line reads before it is
     assigned again (an Embedding's mask that only a Flatten or a Conv1D follows: Keras drops it there), and
     with `_` for the unread names of a flat tuple assignment (an RNN's states nothing uses)."""
@@ -334,6 +347,8 @@ def _without_unread(lines: list[str], variables: set[str]) -> list[str]:
         return (target.strip(), rest) if sep else (None, line)
 
     def read_later(name, i):
+        if name in returned:
+            return True
         for later in lines[i + 1:]:
             t, rest = parts(later)
             if re.search(rf"\b{re.escape(name)}\b", rest):

@@ -107,6 +107,7 @@ class Converter:
     takes_mask = False         # reads its input's mask (RNNs, merges, GlobalAveragePooling1D); else it is dropped
     passes_mask = False        # Keras' supports_masking: the input's mask flows through unchanged
     n_inputs: tuple = (1, 1)   # (min, max) inputs
+    tensor_kwargs: tuple = ()  # keywords a call may pass tensors by (after the positional inputs, in `ins`)
 
     def __init__(self, layer, attr: str, inputs: list[Tensor], ctx: Context, is_output: bool = False,
                  call_args: list | None = None, call_kwargs: dict | None = None):

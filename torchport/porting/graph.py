@@ -42,6 +42,7 @@ class Call:
     args: list = field(default_factory=list)   # the raw arguments (constants of an operation)
     kwargs: dict = field(default_factory=dict)
     kwarg_inputs: list[Ref] = field(default_factory=list)  # tensors passed by keyword (Keras 3: a mask)
+    kwarg_names: list[str] = field(default_factory=list)   # the keyword of each of them
 
 
 @dataclass
@@ -161,14 +162,14 @@ def _calls_of(layer: Layer, entry: dict) -> list[Call]:
             kwargs = _dict(node.get("kwargs", {}), f"layer '{layer.name}' kwargs")
             refs: list[Ref] = []
             _tensors_in(args, refs)
-            extra = [k for k, v in kwargs.items() if k not in ("mask", "training") and _has_tensor(v)]
-            if extra:
-                raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): called with tensor "
-                                       f"argument(s) {', '.join(extra)}; not supported")
             kw_refs: list[Ref] = []
+            kw_names: list[str] = []
             for key in sorted(kwargs):  # Keras flattens keyword arguments in key order
-                _tensors_in(kwargs[key], kw_refs)
-            calls.append(Call(layer, i, refs, args, kwargs, kw_refs))
+                found: list[Ref] = []
+                _tensors_in(kwargs[key], found)
+                kw_refs += found
+                kw_names += [key] * len(found)
+            calls.append(Call(layer, i, refs, args, kwargs, kw_refs, kw_names))
         elif layer.class_name in TF_OP_LAYERS:
             calls.append(_tf_op_call(layer, i, _list(node, "an inbound node")))
         else:  # tf.keras 2: a list of [layer, node, tensor, kwargs]

@@ -90,8 +90,9 @@ class LayerNormalization(Converter):
         self.shape = tuple(self.feature_dim(t, a - 1) for a in self.axes)
         self.eps = self.float_opt("epsilon", 1e-3)
         self.center, self.scale = bool(self.opt("center", True)), bool(self.opt("scale", True))
-        if self.opt("rms_scaling"):
-            self.fail("rms_scaling is not supported")
+        self.rms = bool(self.opt("rms_scaling", False))
+        if self.rms:  # Keras 3: gamma always, no beta
+            self.center, self.scale = False, True
 
     def wanted_layout(self, i, t):
         return KERAS  # torch's LayerNorm normalises the trailing dimensions
@@ -101,11 +102,17 @@ class LayerNormalization(Converter):
             ([Weight("beta", self.shape)] if self.center else [])
 
     def module(self):
+        if self.rms:
+            self.ctx.uses.add("kc")
+            return f"kc.RMSScaledLayerNorm({self.shape[0] if len(self.shape) == 1 else self.shape}, eps={self.eps!r})"
         shape = self.shape[0] if len(self.shape) == 1 else self.shape
         affine = "" if (self.scale and self.center) else f", elementwise_affine=True, bias={self.center}"
         if not self.scale and not self.center:
             affine = ", elementwise_affine=False"
         return f"nn.LayerNorm({shape}, eps={self.eps!r}{affine})"
+
+    def note(self):
+        return "Keras 3's rms_scaling: x * rsqrt(var(x) + eps) * gamma" if self.rms else None
 
     def init_lines(self):
         if self.center and not self.scale:
