@@ -17,8 +17,25 @@ def test_registering_a_class_name_twice_raises():
     with pytest.raises(ValueError, match="'Dense' has two converters"):
         @converter("Dense")
         class Another(Converter):
-            pass
+            __module__ = "torchport.porting.layers.another"  # a built-in converter
     assert CONVERTERS["Dense"].__name__ == "Dense"  # the table is unchanged
+
+
+def test_a_users_converters_go_to_their_own_table_and_clash_by_name():
+    from torchport.porting.registry import USER
+
+    @converter("MyLayerForTheRegistryTest")
+    class Mine(Converter):
+        pass
+    assert USER.pop("MyLayerForTheRegistryTest") is Mine and "MyLayerForTheRegistryTest" not in CONVERTERS
+    USER["Clash"] = Mine
+    try:
+        with pytest.raises(ValueError, match="'Clash' has two converters"):
+            @converter("Clash")
+            class Other(Converter):
+                pass
+    finally:
+        USER.pop("Clash")
 
 
 def test_every_registered_class_is_in_the_readme_layer_table():

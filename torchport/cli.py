@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "data of the model's input shape)")
     par.add_argument("--batch-size", type=positive_int, default=32, help="with --model: the training run's batch "
                      "size (32, Keras' default)")
+    _converters_flag(par)
 
     f = sub.add_parser("fit", help="train a Keras model file as Keras' model.fit would, on torchport's engine",
                        parents=[debug])
@@ -148,12 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--lr", type=positive_float, default=None, help="override the learning rate")
     f.add_argument("--loss", default=None, help="override the loss (e.g. categorical_crossentropy, mse)")
     f.add_argument("--metrics", nargs="+", default=None, help="override the metrics (e.g. accuracy mae)")
+    _converters_flag(f)
 
     pt = sub.add_parser("port", help="port a Keras model file (.keras or .h5) to readable PyTorch", parents=[debug])
     pt.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
     pt.add_argument("--out", default=None, help="output folder (default: runs/port/<file name>)")
     pt.add_argument("--no-parity", action="store_true", help="skip the parity checks against Keras")
+    _converters_flag(pt)
     return parser
+
+
+def _converters_flag(p) -> None:
+    p.add_argument("--converters", nargs="+", default=None, metavar="FILE",
+                   help="your converters for the model's own layer classes (README: Your own layers)")
 
 
 def _validate(args) -> None:
@@ -187,6 +195,9 @@ def config_from_args(cls, args):
 
 def _run(args) -> int:
     _validate(args)
+    if getattr(args, "converters", None):
+        from .porting.user import load_converters
+        load_converters(args.converters)
     if args.command == "train":
         if args.tutorial == "mnist":
             from .mnist import MnistConfig as Config, run
@@ -198,8 +209,8 @@ def _run(args) -> int:
         return bench_main(args)
     elif args.command == "parity":
         from .parity import main as parity_main
-        if (args.data or args.batch_size != 32) and not args.model:
-            raise UsageError("--data and --batch-size go with --model: that model's training run")
+        if (args.data or args.batch_size != 32 or args.converters) and not args.model:
+            raise UsageError("--data, --batch-size and --converters go with --model: that model's checks")
         return parity_main(args.model, args.data, args.batch_size)
     elif args.command == "port":
         return _port(args)

@@ -6,6 +6,7 @@ the parity checks against Keras, whose results it returns as data for the CLI's 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -29,8 +30,13 @@ class Ported:
 
     @property
     def files(self) -> list[str]:
-        return ["model.py", "weights.pt", "summary.txt"] + (["parity.md"] if self.parity is not None
-                                                            or self.parity_note else [])
+        return ["model.py", "weights.pt", "summary.txt"] + self.user_files + (
+            ["parity.md"] if self.parity is not None or self.parity_note else [])
+
+    @property
+    def user_files(self) -> list[str]:
+        """The user's converters files the model imports, copied beside it."""
+        return [f"{m}.py" for m in sorted(self.plan.ctx.user_modules)]
 
 
 def port(path: str, out: str, parity: bool = True, log=print) -> Ported:
@@ -41,6 +47,9 @@ def port(path: str, out: str, parity: bool = True, log=print) -> Ported:
         write_atomic(files.path("model.py"), lambda f: f.write(plan.source.encode()))
         save_torch(files.path("weights.pt"), {k: torch.from_numpy(v.copy()) for k, v in plan.state.items()})
         write_atomic(files.path("summary.txt"), lambda f: f.write(plan.summary.encode()))
+        for module in sorted(plan.ctx.user_modules):  # model.py imports it: the port runs where it is copied
+            source = open(sys.modules[module].__file__, "rb").read()
+            write_atomic(files.path(f"{module}.py"), lambda f, b=source: f.write(b))
         if parity and importlib.util.find_spec("tensorflow") is not None:
             from .parity.model import port_parity, port_report  # TensorFlow is imported only here
             ported.parity, ported.parity_note = port_parity(path, plan)

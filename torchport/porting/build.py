@@ -22,6 +22,7 @@ from .convert import KERAS, MAX_PARAMS, NCHW, Context, Converter, Out, Tensor, t
 from .files import KerasFile, read_array
 from .graph import TF_OP_LAYERS, Graph, parse
 from .layers import CONVERTERS, OPERATIONS
+from .registry import USER
 
 @dataclass
 class Plan:
@@ -150,8 +151,10 @@ def _refuse_unknown(layer) -> None:
     if layer.is_op:  # a tensor operation recorded in a Functional graph (Keras' masks of merges too)
         raise UnsupportedError(f"layer '{layer.name}': the operation {operation_name(layer)!r} is not supported "
                                "(README: Recorded operations lists those that are)")
-    raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): this layer class is not supported "
-                           f"(custom or unregistered classes are never ported)")
+    if layer.custom:
+        raise UnsupportedError(f"layer '{layer.name}' ({layer.registered_name or layer.class_name}): a custom class; "
+                               "say how it ports with `--converters FILE` (README: Your own layers)")
+    raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): this layer class is not supported")
 
 
 class Nested(Converter):
@@ -228,9 +231,12 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
     for call in graph.calls:
         layer = call.layer
         cls = OPERATIONS.get(operation_name(layer)) if layer.is_op else CONVERTERS.get(layer.class_name)
+        if layer.custom:  # a class of the user's: only their own converter ports it
+            cls = USER.get(layer.registered_name) or USER.get(layer.class_name)
+            if cls is None:
+                _refuse_unknown(layer)
+            ctx.user_modules.add(cls.__module__)
         if layer.nested is None and cls is None:
-            _refuse_unknown(layer)
-        if layer.custom:
             _refuse_unknown(layer)
         # tf.keras 2 names its operations after the function (`tf.math.multiply`): the variable is `multiply`
         readable = re.sub(r"^tf\.(__operators__\.|math\.|nn\.|linalg\.|compat\.v1\.)?", "", layer.name) \

@@ -117,6 +117,8 @@ def source(plan) -> str:
         header.append("import torch.nn.functional as F")
     if "kc" in uses:
         header += ["", "from torchport import keras_compat as kc  # Keras semantics torch has no exact twin for"]
+    for module in sorted(plan.ctx.user_modules):
+        header += ["", f"import {module}  # your converters file (copied beside this file): its torch modules"]
     body = [line for child in _nested(plan) for line in _class(child, True)] + _class(plan)
     footer = ["", "", 'def load(weights="weights.pt"):',
               '    """The model with its weights (a relative path resolves next to this file), in inference mode,',

@@ -70,6 +70,7 @@ class Context:
     dtype: str = "float32"
     keras_version: str = "3"
     uses: set = field(default_factory=set)   # "F", "kc", "logits"
+    user_modules: set = field(default_factory=set)  # the modules of the user converters the model needs
     # where TensorFlow itself is less precise than float64 in a float64 model (float64 parity then holds
     # to float32's tolerance, and the table says why)
     caveats: set = field(default_factory=set)

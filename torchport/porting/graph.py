@@ -30,7 +30,8 @@ class Layer:
     config: dict
     storage_key: str = ""      # where a `.keras` file stores its variables: layers/<snake_case(class)>[_k]
     is_op: bool = False        # a Keras 3 operation recorded in a Functional graph (e.g. NotEqual), no Layer
-    custom: bool = False       # registered under another name or defined outside Keras: never ported
+    custom: bool = False       # registered under another name or defined outside Keras: only by a user converter
+    registered_name: str = ""  # Keras' registered name of a custom class (`my_pkg>MyLayer`)
     nested: Graph | None = None  # a Sequential/Functional model used as a layer (a transfer-learning base)
 
 
@@ -97,7 +98,8 @@ def _layer(entry, what: str) -> Layer:
     if class_name in MODEL_CLASSES and not custom and "layers" in cfg:
         nested = parse({"class_name": "Functional" if class_name == "Model" else class_name, "config": cfg,
                         "build_config": entry.get("build_config")})
-    return Layer(name, class_name, cfg, is_op=is_op, custom=custom, nested=nested)
+    return Layer(name, class_name, cfg, is_op=is_op, custom=custom, nested=nested,
+                 registered_name=registered if isinstance(registered, str) else "")
 
 
 def _assign_storage_keys(container: list[Layer]) -> None:

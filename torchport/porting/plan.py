@@ -12,11 +12,14 @@ from . import codegen
 from .build import Plan, load_weights, plan_model
 from .files import open_model_file
 from .summary import summary_text
+from .user import load_converters
 
 
-def plan_file(path: str, dtype: str | None = None) -> Plan:
+def plan_file(path: str, dtype: str | None = None, converters=None) -> Plan:
     """Read, check and plan a model file: the plan holds the source, the weights and the summary.
-    `dtype` ("float32" / "float64") overrides the file's dtype policy."""
+    `dtype` ("float32" / "float64") overrides the file's dtype policy; `converters` are the user's converters
+    files (README: Your own layers)."""
+    load_converters(converters)
     with open_model_file(path) as kfile:
         try:
             plan = plan_model(kfile, dtype)
@@ -37,6 +40,7 @@ def plan_file(path: str, dtype: str | None = None) -> Plan:
     return plan
 
 
-def load_keras(path: str) -> torch.nn.Module:
-    """The Keras model in `path` as a torch module with its weights, in inference mode; writes nothing."""
-    return plan_file(path).module()
+def load_keras(path: str, converters=None) -> torch.nn.Module:
+    """The Keras model in `path` as a torch module with its weights, in inference mode; writes nothing.
+    `converters`: the files of the user's converters for the model's own layer classes."""
+    return plan_file(path, converters=converters).module()

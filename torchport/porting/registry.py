@@ -7,17 +7,23 @@ A name registered twice is an error: two converters for one class would make the
 from __future__ import annotations
 
 CONVERTERS: dict[str, type] = {}
+USER: dict[str, type] = {}  # converters a user's --converters file registers (classes defined outside Keras)
 OPERATIONS: dict[str, type] = {}  # the operations a graph records: Keras 3's class names, tf.keras 2's functions
 
 
 def converter(*class_names: str):
-    """Register the decorated Converter subclass for these Keras class names."""
+    """Register the decorated Converter subclass for these Keras class names. A class defined outside
+    torchport (a user's converters file) goes into `USER`, which the porter consults first for a custom
+    class; there a name may be the Keras class name or its registered name (`my_pkg>MyLayer`)."""
     def register(cls):
+        table = CONVERTERS if cls.__module__.split(".")[0] == "torchport" else USER
         for name in class_names:
-            if name in CONVERTERS:
-                raise ValueError(f"Keras class {name!r} has two converters: {CONVERTERS[name].__qualname__} and "
+            if name in table and table[name].__qualname__ != cls.__qualname__:
+                raise ValueError(f"Keras class {name!r} has two converters: {table[name].__qualname__} and "
                                  f"{cls.__qualname__}")
-            CONVERTERS[name] = cls
+            if name in table and table is CONVERTERS:
+                raise ValueError(f"Keras class {name!r} is registered twice ({cls.__qualname__})")
+            table[name] = cls
         cls.keras_classes = class_names
         return cls
     return register
