@@ -95,7 +95,8 @@ def test_float32_gradients_of_a_saturated_softmax_get_a_tolerance_from_their_con
     """The seed CNN with weights x 7: its softmax saturates and the gradients are differences of nearly equal
     numbers, so float32 torch and TensorFlow (reducing in other orders) disagree beyond 1e-5, while both
     agree to 1e-12 in float64. The tolerance then comes from how far Keras' own float32 gradients move when
-    its weights and inputs move by one ulp; a port wrong by a factor still fails."""
+    its weights and inputs move by one ulp, or, where that is not enough, float64 decides; a port wrong by a
+    factor still fails."""
     from torchport.originals.keras_models import keras_cifar
     model = keras_cifar(keras, seed=0)
     model.set_weights([w * 7 for w in model.get_weights()])
@@ -103,7 +104,11 @@ def test_float32_gradients_of_a_saturated_softmax_get_a_tolerance_from_their_con
     model.save(path)
     plan = plan_file(path)
     row = pm.check_gradients(plan, path, "float32")
-    assert row.diff > 1e-5 and "calibrated" in row.metric and row.sensitivity > 1e-6 and row.passed, row
+    # how far float32 torch and TensorFlow land from each other depends on the CPU's kernels: on one machine
+    # the gap is within Keras' own one-ulp spread (calibrated), on another TensorFlow keeps 1e-5 where torch
+    # rounds to 1e-15, and float64 decides (both agree there)
+    assert row.passed and (("calibrated" in row.metric and row.diff > 1e-5 and row.sensitivity > 1e-6)
+                           or "decided in float64" in row.check), row
     assert pm.check_gradients(plan, path, "float64").diff <= 1e-9
 
     real = pm.torch_gradients

@@ -12,7 +12,7 @@ from .augmentation import (
     RandomTranslation,
     RandomZoom,
 )
-from .layers import BatchNormalization, Dropout, RMSScaledLayerNorm, masked_mean
+from .layers import BatchNormalization, Dropout, LayerScale, RMSScaledLayerNorm, StochasticDepth, masked_mean
 from .losses import categorical_crossentropy
 from .metrics import categorical_accuracy
 from .optim import KerasSGD
@@ -26,5 +26,6 @@ __all__ = ["KerasSGD", "categorical_crossentropy", "categorical_accuracy", "Prog
            "summary", "relu", "sigmoid", "softmax", "BatchNormalization", "Dropout", "masked_mean", "avg_pool_same",
            "max_pool_same", "pad_same", "GRU", "LSTM", "SimpleRNN", "Normalization", "Rescaling", "center_crop",
            "Constants", "resize", "AdditiveAttention", "Attention", "MultiHeadAttention", "RMSScaledLayerNorm",
+           "LayerScale", "StochasticDepth",
            "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation",
            "RandomZoom"]

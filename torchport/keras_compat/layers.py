@@ -28,9 +28,20 @@ def keep_mask(shape, rate: float, device=None) -> torch.Tensor:
 
 
 class Dropout(nn.Dropout):
+    """`noise_dims`: Keras' noise_shape, as the torch dimensions drawn per element (the others share one
+    draw: (0,) is EfficientNet's drop-connect, one keep-or-drop per sample)."""
+
+    def __init__(self, p: float = 0.5, noise_dims: tuple | None = None):
+        super().__init__(p)
+        self.noise_dims = noise_dims
+
     def forward(self, x):
         if not self.training or self.p == 0:
             return x
+        if self.noise_dims is not None:
+            shape = [x.shape[d] if d in self.noise_dims else 1 for d in range(x.dim())]
+            keep = torch.rand(shape, device=x.device, dtype=x.dtype) >= self.p
+            return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
         if x.device.type != "cpu":
             return F.dropout(x, self.p, True)
         mask = keep_mask(x.shape, self.p)
@@ -106,3 +117,30 @@ class RMSScaledLayerNorm(nn.Module):
 
     def forward(self, x):
         return x * torch.rsqrt(x.var(self.dims, keepdim=True, correction=0) + self.eps) * self.weight
+
+
+class LayerScale(nn.Module):
+    """ConvNeXt's LayerScale: x * gamma over the last (channel) axis."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class StochasticDepth(nn.Module):
+    """ConvNeXt's StochasticDepth: in training, each sample kept with probability 1 - rate and scaled by
+    1 / (1 - rate) (Keras: floor(keep + uniform)); the identity at inference."""
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        if not self.training or self.rate == 0:
+            return x
+        keep = 1.0 - self.rate
+        mask = torch.floor(keep + torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype))
+        return x / keep * mask

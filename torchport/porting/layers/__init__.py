@@ -4,6 +4,7 @@ This import list is the one place that loads them into the table (`registry.CONV
 """
 from . import (  # noqa: F401 (each module registers its converters)
     activations,
+    applications,
     attention,
     convolutional,
     core,

@@ -15,9 +15,21 @@ class _Merge(Converter):
     takes_mask = True  # the inputs' masks merge into the output's
 
     def setup(self):
-        shapes = {t.shape for t in self.inputs}
-        if len(shapes) != 1 and self.layer.class_name != "Concatenate":
-            self.fail(f"inputs of different shapes {sorted(map(str, shapes))} (broadcasting) are not supported")
+        """Inputs of one rank whose shapes broadcast (a squeeze-and-excite scale (1, 1, C) times the (H, W, C)
+        features, as MobileNetV3 and EfficientNet multiply them): the output has the broadcast shape."""
+        shapes = [t.shape for t in self.inputs]
+        if len({len(s) for s in shapes}) != 1:
+            self.fail(f"inputs of different ranks {sorted(map(str, set(shapes)))} are not supported")
+        self.shape = []
+        for dims in zip(*shapes, strict=True):
+            sizes = {d for d in dims if d != 1}
+            if len(sizes - {None}) > 1:
+                self.bad(f"inputs of shapes {sorted(map(str, set(shapes)))} do not broadcast together")
+            known = sizes - {None}
+            self.shape.append(known.pop() if known else (None if None in sizes else 1))
+        self.shape = tuple(self.shape)
+        if len(set(shapes)) > 1 and self.masks():
+            self.fail("masked inputs of different shapes are not supported")
 
     def wanted_layout(self, i, t):
         return self.inputs[0].layout
@@ -27,7 +39,7 @@ class _Merge(Converter):
 
     def outputs(self):
         t = self.inputs[0]
-        return [Out(t.shape, t.layout, bool(self.masks()))]
+        return [Out(self.shape, t.layout, bool(self.masks()))]
 
     def mask_line(self) -> list[str]:
         masks = self.masks()

@@ -1,7 +1,7 @@
 """Converters of the regularization layers: Dropout and SpatialDropout1D/2D (identity in inference)."""
 from __future__ import annotations
 
-from ..convert import KERAS, NCHW, Converter
+from ..convert import KERAS, NCHW, Converter, torch_dim
 from ..registry import converter
 
 
@@ -13,11 +13,21 @@ class Dropout(Converter):
         self.rate = self.float_opt("rate")
         if not 0 <= self.rate < 1:
             self.bad(f"rate = {self.rate} is outside [0, 1)")
-        if self.opt("noise_shape") is not None:
-            self.fail("noise_shape is not supported")
+        self.noise_shape = self.opt("noise_shape")
+        if self.noise_shape is not None:  # EfficientNet's drop-connect: (None, 1, 1, 1), one draw per sample
+            t = self.inputs[0]
+            ns = list(self.noise_shape)
+            if len(ns) != t.rank or not all(d is None or d == 1 or d == s for d, s in zip(ns, (None, *t.shape),
+                                                                                            strict=True)):
+                self.fail(f"noise_shape={self.noise_shape!r}: only None (the input's size) or 1 per axis is supported")
+            self.keep_dims = [i for i, d in enumerate(ns) if d is None or d != 1]  # Keras axes drawn per element
 
     def module(self):
         self.ctx.uses.add("kc")
+        if self.noise_shape is not None:
+            t = self.inputs[0]
+            dims = sorted(torch_dim(a, t.rank, t.layout) for a in self.keep_dims)
+            return f"kc.Dropout({self.rate!r}, noise_dims={tuple(dims)!r})"
         return f"kc.Dropout({self.rate!r})"
 
     def note(self):
