@@ -83,6 +83,11 @@ def test_ported_seed_cnn_computes_what_the_hand_port_computes(seed_file):
         assert torch.equal(probs._keras_logits, hand(x))        # and the logits the loss uses
 
 
+def seed_plan_calls(path):
+    from torchport.porting.plan import plan_file
+    return [type("C", (), {"layer": layer}) for layer, _, _ in plan_file(str(path)).calls]
+
+
 def test_port_writes_model_py_weights_summary_and_says_parity_was_skipped(seed_file, tmp_path, capsys, monkeypatch):
     import torchport.port as port_mod
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else
@@ -90,7 +95,12 @@ def test_port_writes_model_py_weights_summary_and_says_parity_was_skipped(seed_f
     out = tmp_path / "out"
     code, stdout, err = run_cli(capsys, "port", seed_file, "--out", out)
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["model.py", "summary.txt", "weights.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.py", "side_by_side.md", "summary.txt", "weights.pt"]
+    table = (out / "side_by_side.md").read_text()  # every layer of the seed, in order, beside its torch lines
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [r.split("`")[1] for r in rows] == [c.layer.name for c in seed_plan_calls(seed_file)]
+    assert "`self.conv2d = nn.Conv2d(3, 32, kernel_size=(3, 3), padding=1)`" in table or "nn.Conv2d(3, 32" in table
+    assert "weights: Keras kernel (3, 3, 3, 32), bias (32,) -> torch weight (32, 3, 3, 3), bias (32,)" in table
     assert "parity skipped: TensorFlow is not installed" in err and "pip install" in err
     assert "4,210,090 parameters" in stdout
     state = torch.load(out / "weights.pt", weights_only=True)
@@ -174,9 +184,11 @@ def test_lambda_layer_is_refused_and_never_run(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda c: c["config"]["layers"][1].update(class_name="MyDense", registered_name="Custom>MyDense"),
-     "layer 'dense' (MyDense): this layer class is not supported"),
+     "layer 'dense' (Custom>MyDense): a custom class; say how it ports with `--converters FILE`"),
     (lambda c: c["config"]["layers"][1].update(module="my_package.layers"),
-     "layer 'dense' (Dense): this layer class is not supported"),
+     "layer 'dense' (Dense): a custom class; say how it ports with `--converters FILE`"),
+    (lambda c: c["config"]["layers"][1].update(class_name="Hypernetwork"),
+     "layer 'dense' (Hypernetwork): this layer class is not supported"),
     (lambda c: c["config"]["layers"][1]["config"].update(lora_rank=4), "layer 'dense' (Dense): lora_rank"),
     (lambda c: c["config"]["layers"][1]["config"].update(activation="hard_shrink"),
      "activation 'hard_shrink' is not supported"),

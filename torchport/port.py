@@ -1,4 +1,5 @@
-"""`torchport port MODEL`: write model.py, weights.pt, summary.txt and, with TensorFlow installed, parity.md.
+"""`torchport port MODEL`: write model.py, weights.pt, summary.txt, side_by_side.md and, with TensorFlow
+installed, parity.md.
 
 The porting itself is `porting.plan` (no TensorFlow, nothing of training); this command adds the files and
 the parity checks against Keras, whose results it returns as data for the CLI's exit code.
@@ -14,6 +15,7 @@ import torch
 from .outputs import OutputSet, save_torch, write_atomic
 from .porting.build import Plan
 from .porting.plan import plan_file
+from .porting.side_by_side import side_by_side
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Ported:
 
     @property
     def files(self) -> list[str]:
-        return ["model.py", "weights.pt", "summary.txt"] + self.user_files + (
+        return ["model.py", "weights.pt", "summary.txt", "side_by_side.md"] + self.user_files + (
             ["parity.md"] if self.parity is not None or self.parity_note else [])
 
     @property
@@ -47,6 +49,8 @@ def port(path: str, out: str, parity: bool = True, log=print) -> Ported:
         write_atomic(files.path("model.py"), lambda f: f.write(plan.source.encode()))
         save_torch(files.path("weights.pt"), {k: torch.from_numpy(v.copy()) for k, v in plan.state.items()})
         write_atomic(files.path("summary.txt"), lambda f: f.write(plan.summary.encode()))
+        table = side_by_side(plan).encode()
+        write_atomic(files.path("side_by_side.md"), lambda f: f.write(table))
         for module in sorted(plan.ctx.user_modules):  # model.py imports it: the port runs where it is copied
             source = open(sys.modules[module].__file__, "rb").read()
             write_atomic(files.path(f"{module}.py"), lambda f, b=source: f.write(b))

@@ -45,6 +45,7 @@ class Plan:
     compile_config: dict | None = None                   # its compile settings, as stored
     lr_dtype: str | None = None                          # the saved optimizer's learning-rate variable dtype
     children: list = field(default_factory=list)         # the Plans of the nested models this one calls
+    calls: list = field(default_factory=list)            # (layer, converter, its forward lines) in run order
     frozen: bool = False                                 # a nested model saved with trainable=False
 
     @property
@@ -279,15 +280,17 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
         if layer.is_op and (layer.name, call.node) not in live:  # e.g. a mask Keras recorded but nothing reads
             plan.shapes[(layer.name, call.node)] = [o.shape for o in conv.outputs()]
             continue
+        layout_lines = []
         for i, t in enumerate(conv.inputs):  # bring each input to the layout the layer wants
             want = conv.wanted_layout(i, t)
             if want is not None and t.layout != want and t.rank == 4:
                 key = (t.var, want)
                 if key not in converted:
                     var = t.var if chain else names.make(f"{t.var}_{'nchw' if want == NCHW else 'nhwc'}")
-                    plan.lines.append(f"{var} = {to_layout(t.var, 4, t.layout, want)}  # "
-                                      + ("Keras' (N, H, W, C) -> torch's (N, C, H, W)" if want == NCHW
-                                         else "torch's (N, C, H, W) -> Keras' (N, H, W, C)"))
+                    layout_lines.append(f"{var} = {to_layout(t.var, 4, t.layout, want)}  # "
+                                        + ("Keras' (N, H, W, C) -> torch's (N, C, H, W)" if want == NCHW
+                                           else "torch's (N, C, H, W) -> Keras' (N, H, W, C)"))
+                    plan.lines.append(layout_lines[-1])
                     converted[key] = Tensor(var, t.shape, want, t.mask, t.dtype)
                 conv.inputs[i] = converted[key]
         outs = conv.outputs()
@@ -306,7 +309,9 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
                 masks.append("mask" if chain else names.make(f"{out_vars[i]}_mask"))
         conv.out_masks, conv.temp = masks, names.make
         mask_vars.update(m for m in masks if m is not None)
-        plan.lines += conv.forward([t.var for t in conv.inputs], out_vars)
+        produced = conv.forward([t.var for t in conv.inputs], out_vars)
+        plan.calls.append((layer, conv, [*layout_lines, *produced]))
+        plan.lines += produced
         if layer.name not in plan.converters:
             plan.converters[layer.name] = conv
             src = conv.module()
@@ -339,6 +344,10 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
             t = Tensor(var, t.shape, KERAS, t.mask, t.dtype)
         plan.outputs.append(t)
     plan.lines = _without_unread(plan.lines, mask_vars, {t.var for t in plan.outputs})
+    final, by_value = set(plan.lines), {line.partition(" = ")[2]: line for line in plan.lines}
+    plan.calls = [(layer, conv, [line if line in final else by_value[line.partition(" = ")[2]] for line in lines
+                                 if line in final or line.partition(" = ")[2] in by_value])
+                  for layer, conv, lines in plan.calls]  # as model.py has them (unread masks dropped)
     if not plan.lines:
         plan.lines.append("pass")
     return plan

@@ -79,7 +79,10 @@ class Rescaling(Converter):
         if self.per_channel:
             return [f"{outs[0]} = self.{self.attr}({ins[0]})"]
         expr = f"{ins[0]} * {self.scale!r}"
-        return [f"{outs[0]} = {expr} + {self.offset!r}" if self.offset else f"{outs[0]} = {expr}"]
+        if not self.offset:
+            return [f"{outs[0]} = {expr}"]
+        sign = "-" if self.offset < 0 else "+"
+        return [f"{outs[0]} = {expr} {sign} {abs(self.offset)!r}"]
 
 
 @converter("Normalization")
