@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
     pt.add_argument("--out", default=None, help="output folder (default: runs/port/<file name>)")
     pt.add_argument("--no-parity", action="store_true", help="skip the parity checks against Keras")
+    pt.add_argument("--standalone", action="store_true", help="write keras_layers.py (the Keras semantics the "
+                    "model uses) beside model.py, so that the port runs with torch alone")
     _converters_flag(pt)
     return parser
 
@@ -227,7 +229,8 @@ def _port(args) -> int:
     from .port import port
 
     t0 = time.perf_counter()
-    ported = port(args.model, args.out, parity=not args.no_parity, log=lambda m: print(m, file=sys.stderr))
+    ported = port(args.model, args.out, parity=not args.no_parity, log=lambda m: print(m, file=sys.stderr),
+                  standalone=args.standalone)
     plan = ported.plan
     print(f"Ported {args.model} -> {args.out}/model.py (class {plan.cls}, {plan.param_count():,} parameters, "
           f"{time.perf_counter() - t0:.1f} s): {', '.join(ported.files)}")

@@ -16,6 +16,7 @@ from .outputs import OutputSet, save_torch, write_atomic
 from .porting.build import Plan
 from .porting.plan import plan_file
 from .porting.side_by_side import side_by_side
+from .porting.standalone import keras_layers_source, standalone_model_source
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Ported:
     plan: Plan
     parity: list | None = None          # the parity Results, when Keras ran them
     parity_note: str | None = None      # why nothing was compared against Keras, when it was not
+    standalone: bool = False            # keras_layers.py written beside model.py instead of importing torchport
 
     @property
     def passed(self) -> bool:
@@ -32,7 +34,9 @@ class Ported:
 
     @property
     def files(self) -> list[str]:
-        return ["model.py", "weights.pt", "summary.txt", "side_by_side.md"] + self.user_files + (
+        uses_kc = self.standalone and "kc." in self.plan.source
+        return ["model.py"] + (["keras_layers.py"] if uses_kc else []) + [
+            "weights.pt", "summary.txt", "side_by_side.md"] + self.user_files + (
             ["parity.md"] if self.parity is not None or self.parity_note else [])
 
     @property
@@ -41,12 +45,17 @@ class Ported:
         return [f"{m}.py" for m in sorted(self.plan.ctx.user_modules)]
 
 
-def port(path: str, out: str, parity: bool = True, log=print) -> Ported:
-    """Write OUT/model.py, weights.pt, summary.txt (and parity.md when TensorFlow is installed)."""
+def port(path: str, out: str, parity: bool = True, log=print, standalone: bool = False) -> Ported:
+    """Write OUT/model.py, weights.pt, summary.txt, side_by_side.md (and parity.md when TensorFlow is
+    installed); `standalone`: keras_layers.py too, which model.py imports instead of torchport."""
     plan = plan_file(path)
-    ported = Ported(plan)
+    ported = Ported(plan, standalone=standalone)
     with OutputSet(out) as files:
-        write_atomic(files.path("model.py"), lambda f: f.write(plan.source.encode()))
+        source = standalone_model_source(plan.source) if standalone else plan.source
+        write_atomic(files.path("model.py"), lambda f: f.write(source.encode()))
+        if standalone and "kc." in plan.source:
+            layers = keras_layers_source(plan.source).encode()
+            write_atomic(files.path("keras_layers.py"), lambda f: f.write(layers))
         save_torch(files.path("weights.pt"), {k: torch.from_numpy(v.copy()) for k, v in plan.state.items()})
         write_atomic(files.path("summary.txt"), lambda f: f.write(plan.summary.encode()))
         table = side_by_side(plan).encode()
