@@ -11,9 +11,10 @@ def randomize(model, seed: int = 0) -> None:
     """Every weight drawn anew (BatchNormalization's moving variance positive), so a wrong mapping shows."""
     rng = np.random.default_rng(seed)
     weights = []
-    for w in model.weights:
-        a = rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path else rng.normal(0, 0.5, w.shape)
-        weights.append(a.astype(w.dtype))
+    for w in model.weights:  # (tf.keras 2's variables have no path, and a TensorFlow dtype)
+        shape = tuple(w.shape)
+        a = rng.uniform(0.5, 1.5, shape) if "variance" in getattr(w, "path", w.name) else rng.normal(0, 0.5, shape)
+        weights.append(a.astype(np.dtype(getattr(w.dtype, "name", w.dtype))))
     model.set_weights(weights)
 
 

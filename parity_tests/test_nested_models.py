@@ -157,3 +157,20 @@ def test_fit_of_a_nested_model_writes_files_keras_loads(keras, tmp_path, fmt):
             assert theirs == pytest.approx(val_loss, rel=1e-9)
     finally:
         keras.config.set_floatx("float32")
+
+
+def test_a_tf_keras2_h5_with_a_nested_model_ports(keras, tmp_path):
+    """tf.keras 2 lists a nested model's arrays in one group too (`dense/kernel:0` names)."""
+    import tf_keras as K
+    K.utils.set_random_seed(0)
+    L = K.layers
+    inner = K.Sequential([K.Input((6,)), L.Dense(5, activation="relu", name="d1"), L.BatchNormalization(name="bn")],
+                         name="inner")
+    inner.trainable = False
+    inp = K.Input((6,))
+    model = K.Model(inp, L.Dense(2, name="head")(inner(inp)))
+    randomize(model)
+    plan, results = port_checks(K, tmp_path, model, "tf2_nested", "h5")
+    assert_all(results)
+    frozen = {n: p.requires_grad for n, p in plan.module().named_parameters()}  # (tf.keras 2 marks each layer)
+    assert not any(v for n, v in frozen.items() if n.startswith("inner.")) and frozen["head.weight"]

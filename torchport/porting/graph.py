@@ -180,7 +180,9 @@ def _calls_of(layer: Layer, entry: dict) -> list[Call]:
             for t in node:
                 if len(t) > 3 and isinstance(t[3], dict):
                     kwargs.update(t[3])
-            calls.append(Call(layer, i, refs, [], kwargs))
+            # a nested model built on an Input has its own first node (input to output), which tf.keras 2
+            # leaves out of the config but counts in the node indices that refer to its calls
+            calls.append(Call(layer, i + (1 if layer.nested is not None else 0), refs, [], kwargs))
     return calls
 
 
