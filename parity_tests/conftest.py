@@ -26,4 +26,9 @@ def _seeded(request):
     np.random.seed(0)
     torch.manual_seed(0)
     if "keras" in request.fixturenames:
-        request.getfixturevalue("keras").utils.set_random_seed(0)
+        keras = request.getfixturevalue("keras")
+        keras.utils.set_random_seed(0)
+    yield
+    if "keras" in request.fixturenames:  # a test that built float64 models leaves Keras as it found it:
+        keras.config.set_floatx("float32")  # (clear_session() under float64 fixes the global dtype policy
+        keras.config.set_dtype_policy("float32")  # at float64, which set_floatx alone does not undo)

@@ -106,7 +106,8 @@ def test_every_keras3_operation_in_the_table_ports(keras, tmp_path):
     outs += [h + 1.5, h - pos, h * pos, h / pos, ops.divide(h, pos), ops.power(pos, 1.5), ops.floor_divide(h, 0.7),
              ops.maximum(h, pos * 0.5), ops.minimum(h, 0.25), ops.clip(h, -0.5, 0.5)]
     outs += [ops.cast(c, "float32") for c in (ops.equal(h, pos), ops.not_equal(h, 0.0), h > 0.1, h >= pos, h < 0.2,
-                                              h <= pos, ops.logical_not(h > 0), ops.argmax(h, axis=-1))]
+                                              h <= pos, ops.logical_not(h > 0), ops.argmax(h, axis=-1),
+                                              ops.logical_and(h > 0, pos > 1), ops.logical_or(h > 0.5, pos > 1))]
     outs += [ops.mean(h, axis=1), ops.sum(h, axis=(1, 2), keepdims=True), ops.max(h, axis=-1), ops.min(h, axis=1),
              ops.prod(pos, axis=1), ops.var(h, axis=1), ops.std(h, axis=-1)]
     outs += [ops.reshape(h, (-1, 24)), ops.transpose(h, (0, 2, 1)), ops.squeeze(ops.expand_dims(h, 1), 1),

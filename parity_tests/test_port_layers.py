@@ -343,15 +343,13 @@ def test_a_mask_nothing_reads_leaves_no_unused_line_and_spatial_dropout_keeps_it
     _ruff_clean(plan.source, tmp_path)
 
 
-def test_a_merge_of_two_masked_inputs_is_refused_naming_the_recorded_operation(keras, tmp_path):
-    """Keras 3 records the mask logic of a merge of masked inputs as tensor operations (LogicalOr, ...):
-    refused in one line that says so, not as a custom class."""
-    from torchport.errors import UnsupportedError
-    from torchport.porting.plan import plan_file
+def test_a_merge_of_two_masked_inputs_merges_their_masks_as_keras_3(keras, tmp_path):
+    """Keras 3 records the mask logic of a merge of masked inputs as operations (NotEqual, LogicalOr) and ORs
+    the masks (tf.keras 2 and-ed them); the port carries the masks itself and leaves those operations out."""
     L = keras.layers
     keras.utils.clear_session()
     a, b = keras.Input((5,), dtype="int32"), keras.Input((5,), dtype="int32")
     merged = L.Add()([L.Embedding(9, 3, mask_zero=True)(a), L.Embedding(9, 3, mask_zero=True)(b)])
-    keras.Model([a, b], L.LSTM(2)(merged)).save(tmp_path / "m.keras")
-    with pytest.raises(UnsupportedError, match="tensor operation in the Functional graph is not supported"):
-        plan_file(str(tmp_path / "m.keras"))
+    plan, results = port_checks(keras, tmp_path, keras.Model([a, b], L.LSTM(2)(merged)), "masked_merge")
+    assert_all(results)
+    assert "embedding_mask | embedding_1_mask" in plan.source and "not_equal" not in plan.source

@@ -221,9 +221,12 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
         tensors[ref] = t
         plan.inputs.append(t)
 
-    live = {(r[0], r[1]) for c in graph.calls for r in c.inputs} | {(r[0], r[1]) for r in graph.outputs} | {
-        (r[0], r[1]) for c in graph.calls for r, n in zip(c.kwarg_inputs, c.kwarg_names, strict=True)
-        if n not in ("mask", "training")}
+    live = {(r[0], r[1]) for r in graph.outputs}  # what the outputs need, masks passed by keyword aside
+    for c in reversed(graph.calls):  # (Keras records them as operations; the port carries masks itself)
+        if (c.layer.name, c.node) in live or not c.layer.is_op:
+            by_keyword = zip(c.kwarg_inputs, c.kwarg_names, strict=True)
+            live |= {(r[0], r[1]) for r in c.inputs} | {
+                (r[0], r[1]) for r, n in by_keyword if n not in ("mask", "training")}
     outputs = {(r[0], r[1]) for r in graph.outputs}
     attrs: dict[str, str] = {}
     subs: dict[str, Plan] = {}
@@ -278,7 +281,11 @@ def _plan_graph(graph: Graph, ctx: Context, file_name: str, classes: set, prefix
             conv = cls(*args)
         conv.state_prefix, conv.path = f"{prefix}{attr}.", (*path, layer.name)
         if layer.is_op and (layer.name, call.node) not in live:  # e.g. a mask Keras recorded but nothing reads
-            plan.shapes[(layer.name, call.node)] = [o.shape for o in conv.outputs()]
+            outs = conv.outputs()  # known (an unread operation may feed another), never computed
+            plan.shapes[(layer.name, call.node)] = [o.shape for o in outs]
+            for i, o in enumerate(outs):
+                tensors[(layer.name, call.node, i)] = Tensor(f"<{layer.name}>", o.shape, o.layout, None,
+                                                             o.dtype or ctx.dtype)
             continue
         layout_lines = []
         for i, t in enumerate(conv.inputs):  # bring each input to the layout the layer wants

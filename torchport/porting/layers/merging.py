@@ -2,7 +2,8 @@
 
 Every input is brought to the first input's layout; Concatenate's axis is mapped to torch's dimension
 (Keras' channel axis -1 of an image is torch's dimension 1). Masks merge as Keras merges them: an
-elementwise merge keeps a step only where every input's mask does.
+elementwise merge keeps a step where any input's mask does in Keras 3 (`logical_or`), where every one does
+in tf.keras 2 (`all`).
 """
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ class _Merge(Converter):
         masks = self.masks()
         if not masks:
             return []
-        return [f"{self.out_masks[0]} = {' & '.join(masks)}  # a step counts where every input's mask keeps it"]
+        if self.ctx.keras2:  # tf.keras 2's Merge.compute_mask: all()
+            return [f"{self.out_masks[0]} = {' & '.join(masks)}  # a step counts where every input's mask keeps it"]
+        return [f"{self.out_masks[0]} = {' | '.join(masks)}  # Keras 3: a step counts where any input's mask keeps it"]
 
 
 @converter("Add")

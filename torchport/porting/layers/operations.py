@@ -224,6 +224,8 @@ _binary(">", "Greater", "tf.math.greater")
 _binary(">=", "GreaterEqual", "tf.math.greater_equal")
 _binary("<", "Less", "tf.math.less")
 _binary("<=", "LessEqual", "tf.math.less_equal")
+_binary("&", "LogicalAnd", "tf.math.logical_and")  # Keras 3 records a merge's mask of masked inputs with these
+_binary("|", "LogicalOr", "tf.math.logical_or")
 
 
 @operation("FloorDivide", "tf.math.floordiv", "tf.__operators__.floordiv")
