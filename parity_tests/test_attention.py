@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from port_helpers import assert_all, port_checks, randomize
 
+from torchport.originals.keras_zoo import timeseries_transformer
+
 
 def _mha_self(keras):
     L = keras.layers
@@ -46,24 +48,8 @@ def _attentions(keras):
 
 
 def _timeseries_transformer(keras):
-    """keras.io's "Timeseries classification with a Transformer model", two encoder blocks, small."""
-    L = keras.layers
-    inputs = keras.Input((12, 3))
-    x = inputs
-    for _ in range(2):
-        h = L.MultiHeadAttention(key_dim=8, num_heads=2, dropout=0.25)(x, x)
-        h = L.Dropout(0.25)(h)
-        h = L.LayerNormalization(epsilon=1e-6)(h)
-        res = h + x
-        h = L.Conv1D(filters=4, kernel_size=1, activation="relu")(res)
-        h = L.Dropout(0.25)(h)
-        h = L.Conv1D(filters=x.shape[-1], kernel_size=1)(h)
-        h = L.LayerNormalization(epsilon=1e-6)(h)
-        x = h + res
-    x = L.GlobalAveragePooling1D(data_format="channels_first")(x)
-    x = L.Dense(16, activation="relu")(x)
-    x = L.Dropout(0.4)(x)
-    return keras.Model(inputs, L.Dense(2, activation="softmax")(x), name="timeseries_transformer")
+    """keras.io's "Timeseries classification with a Transformer model" (keras_zoo's), small: 12 steps of 3."""
+    return timeseries_transformer(keras, steps=12, features=3, head_size=8, mlp=16)
 
 
 # Keras 3 cannot load its own .h5 of Attention (its score_mode is saved as a function) nor of a graph with

@@ -299,14 +299,14 @@ def mobilenet_v3_small(keras):
                                                classifier_activation=None)
 
 
-def timeseries_transformer(keras):
+def timeseries_transformer(keras, steps: int = 500, features: int = 1, head_size: int = 32, mlp: int = 128):
     """keras.io "Timeseries classification with a Transformer model" (FordA, 500 steps), 2 encoder blocks of
     head_size 32, 2 heads (the original has 4 blocks of 256 and 4 heads), and its MLP head."""
     L = keras.layers
-    inputs = keras.Input((500, 1))
+    inputs = keras.Input((steps, features))
     x = inputs
     for _ in range(2):
-        h = L.MultiHeadAttention(key_dim=32, num_heads=2, dropout=0.25)(x, x)
+        h = L.MultiHeadAttention(key_dim=head_size, num_heads=2, dropout=0.25)(x, x)
         h = L.Dropout(0.25)(h)
         h = L.LayerNormalization(epsilon=1e-6)(h)
         res = h + x
@@ -316,7 +316,7 @@ def timeseries_transformer(keras):
         h = L.LayerNormalization(epsilon=1e-6)(h)
         x = h + res
     x = L.GlobalAveragePooling1D(data_format="channels_first")(x)
-    x = L.Dense(128, activation="relu")(x)
+    x = L.Dense(mlp, activation="relu")(x)
     x = L.Dropout(0.4)(x)
     return keras.Model(inputs, L.Dense(2, activation="softmax")(x), name="timeseries_transformer")
 

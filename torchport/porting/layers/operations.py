@@ -37,9 +37,8 @@ class Operation(Converter):
 
     def setup(self):
         self.count = 0
-        kwargs = dict(getattr(self, "call_kwargs", {}) or {})
         self.args = [self._value(a) for a in self.call_args]
-        self.kwargs = {k: self._value(kwargs[k]) for k in sorted(kwargs)}
+        self.kwargs = {k: self._value(self.call_kwargs[k]) for k in sorted(self.call_kwargs)}
         if self.count != len(self.inputs):
             self.bad(f"{self.count} tensor argument(s) for {len(self.inputs)} input(s)")
         self.constants_ = {}
