@@ -128,10 +128,31 @@ def refused(capsys, tmp_path, argv, code, message):
                                                 "wants one integer class id per sample, of shape (N)"),
     ({"y_test": None}, "x_test and y_test come together"),
     ({"y_train": np.zeros(49, "int64")}, "x_train has 50 samples but y_train has 49"),
+    ({"labels": np.zeros(50)}, "holds 'labels', which is none of the model's arrays (x_train, y_train"),
+    ({"x_val": np.zeros((10, 4), "float32"), "y_val": np.zeros(10, "int64")}, "holds both x_val/y_val and x_test"),
+    ({"sample_weight": np.ones((50, 3))}, "sample_weight has shape (50, 3): one weight per sample"),
+    ({"sample_weight": np.ones(49)}, "x_train has 50 samples but sample_weight has 49"),
+    ({"sample_weight": np.r_[np.ones(49), np.nan]}, "sample_weight holds NaN or infinite values (first in sample 49)"),
 ])
 def test_bad_data(tmp_path, capsys, override, message):
     refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, compile_config()), "--data",
                                tiny_data(tmp_path, **override)], 1, message)
+
+
+@pytest.mark.parametrize("flag, code, message", [
+    ('{"0": 1, "x": 2}', 2, "--class-weight: class 'x' is not a whole number"),
+    ('{"0": -1}', 2, "--class-weight: class 0: weight -1 is not a finite number >= 0"),
+    ("0.5", 2, "--class-weight: expected a JSON object of class id -> weight"),
+])
+def test_bad_class_weights(tmp_path, capsys, flag, code, message):
+    refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, compile_config()), "--data", tiny_data(tmp_path),
+                               "--class-weight", flag], code, message)
+
+
+def test_class_weights_and_sample_weights_together_are_refused_as_keras_refuses_them(tmp_path, capsys):
+    data = tiny_data(tmp_path, sample_weight=np.ones(50))
+    refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, compile_config()), "--data", data,
+                               "--class-weight", '{"1": 2}'], 1, "--class-weight and the data's sample_weight")
 
 
 def test_one_hot_of_the_wrong_width(tmp_path, capsys):

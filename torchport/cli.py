@@ -40,6 +40,28 @@ open_unit_float = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 any_int = _number(int, lambda v: True, "a whole number")
 
 
+def class_weights(text: str) -> dict[int, float]:
+    """--class-weight: a JSON object of class id -> weight, as Keras' class_weight ({"0": 1.0, "1": 5.0})."""
+    import json
+
+    try:
+        mapping = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a JSON object of class id -> weight, got {text!r}") from None
+    if not isinstance(mapping, dict) or not mapping:
+        raise argparse.ArgumentTypeError(f"expected a JSON object of class id -> weight, got {text!r}")
+    out = {}
+    for key, weight in mapping.items():
+        try:
+            cls = int(key)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"class {key!r} is not a whole number") from None
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise argparse.ArgumentTypeError(f"class {key}: weight {weight!r} is not a finite number >= 0")
+        out[cls] = float(weight)
+    return out
+
+
 def resolve_device(name: str):
     import torch
 
@@ -136,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="train a Keras model file as Keras' model.fit would, on torchport's engine",
                        parents=[debug])
     f.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
-    f.add_argument("--data", required=True, help="an .npz with x_train, y_train [, x_test, y_test] in Keras' layout")
+    f.add_argument("--data", required=True, help="an .npz with x_train, y_train [, x_val, y_val or x_test, y_test] "
+                   "[, sample_weight] in Keras' layout (several inputs/outputs: x_train_<input>, y_train_<output>)")
     _run_flags(f, FIT, "seed for shuffling and dropout", derived_out="runs/fit/<file name>")
     f.add_argument("--epochs", type=positive_int, default=FIT.epochs)
     f.add_argument("--batch-size", type=positive_int, default=FIT.batch_size)
@@ -148,7 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "Adagrad, Adadelta, Adamax, Nadam), with Keras' defaults")
     f.add_argument("--lr", type=positive_float, default=None, help="override the learning rate")
     f.add_argument("--loss", default=None, help="override the loss (e.g. categorical_crossentropy, mse)")
-    f.add_argument("--metrics", nargs="+", default=None, help="override the metrics (e.g. accuracy mae)")
+    f.add_argument("--metrics", nargs="+", default=None, help="override the metrics (e.g. accuracy mae); with "
+                   "several outputs, each output's")
+    f.add_argument("--class-weight", type=class_weights, default=None, metavar="JSON",
+                   help='weight the loss by class, as Keras\' class_weight: \'{"0": 1, "1": 5}\'')
     _converters_flag(f)
 
     pt = sub.add_parser("port", help="port a Keras model file (.keras or .h5) to readable PyTorch", parents=[debug])

@@ -50,16 +50,16 @@ def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
 class TensorLoader:
     """Batches from tensors that already sit on the target device.
 
-    The whole dataset is one tensor (kept in its storage dtype, e.g. uint8); each epoch draws one
-    permutation from its own generator (so a checkpoint can restore it), slices batches by index and
-    applies `transform(x, y)` to the batch on the device. The last partial batch is kept, as Keras and
-    torch's DataLoader(drop_last=False) do.
+    The whole dataset is one tensor (kept in its storage dtype, e.g. uint8), or a tuple of them (a model's
+    several inputs; several targets and their sample weights). Each epoch draws one permutation from its own
+    generator (so a checkpoint can restore it), slices batches by index and applies `transform(x, y)` to the
+    batch on the device. The last partial batch is kept, as Keras and torch's DataLoader(drop_last=False) do.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
+    def __init__(self, x, y, batch_size: int, shuffle: bool = False,
                  transform: Callable | None = None, seed: int | None = None, shard: tuple[int, int] = (0, 1)):
-        if len(x) != len(y):
-            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+        if _samples(x) != _samples(y):
+            raise ValueError(f"x has {_samples(x)} samples but y has {_samples(y)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.x, self.y = x, y
@@ -70,7 +70,7 @@ class TensorLoader:
         # each, and `grad_scale` weights its mean by its share (exact when a last batch splits unevenly).
         self.rank, self.world = shard
         self.grad_scale = 1.0
-        last = len(x) % batch_size or batch_size
+        last = _samples(x) % batch_size or batch_size
         if self.world > 1 and last < self.world:
             raise ValueError(f"the last batch of {last} samples cannot be split over {self.world} processes: "
                              "choose a batch size or sample count whose last batch has as many samples")
@@ -79,10 +79,14 @@ class TensorLoader:
 
     @property
     def device(self) -> torch.device:
-        return self.x.device
+        return _first(self.x).device
+
+    @property
+    def samples(self) -> int:
+        return _samples(self.x)
 
     def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
+        return -(-self.samples // self.batch_size)
 
     def state_dict(self) -> dict:
         """The permutation generator's state: loaded before an epoch, it redraws that epoch's order."""
@@ -92,7 +96,7 @@ class TensorLoader:
         self.generator.set_state(state["generator"])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.x)
+        n = self.samples
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator).to(self.device, non_blocking=True)
         for start in range(0, n, self.batch_size):
@@ -103,7 +107,24 @@ class TensorLoader:
                 start, end = start + lo, start + hi
             if self.shuffle:
                 idx = order[start:end]
-                x, y = self.x.index_select(0, idx), self.y.index_select(0, idx)  # 4x faster than x[idx]
+                x, y = _take(self.x, idx), _take(self.y, idx)
             else:
-                x, y = self.x[start:end], self.y[start:end]
+                x, y = _slice(self.x, start, end), _slice(self.y, start, end)
             yield self.transform(x, y) if self.transform else (x, y)
+
+
+def _first(t) -> torch.Tensor:
+    return t[0] if isinstance(t, tuple) else t
+
+
+def _samples(t) -> int:
+    return len(_first(t))
+
+
+def _take(t, idx: torch.Tensor):
+    """Rows `idx` of a tensor or of each tensor of a tuple (index_select: 4x faster than t[idx])."""
+    return tuple(a.index_select(0, idx) for a in t) if isinstance(t, tuple) else t.index_select(0, idx)
+
+
+def _slice(t, start: int, end: int):
+    return tuple(a[start:end] for a in t) if isinstance(t, tuple) else t[start:end]

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .means import WeightedMean
+from .means import WeightedMean, ratios
 
 
 @dataclass
@@ -111,7 +111,7 @@ class SyncedMean(WeightedMean):
         w = self.weights()
         totals = torch.cat([(w[:, None] * self.buffer[:len(self.sizes)].detach()).sum(0), w.sum().reshape(1)])
         dist.all_reduce(totals)
-        return dict(zip(self.names, (totals[:-1] / totals[-1]).tolist(), strict=True))
+        return ratios(dict(zip(self.names, (totals[:-1] / totals[-1]).tolist(), strict=True)))
 
     def running(self) -> dict[str, float]:
         return super().result()

@@ -18,7 +18,7 @@ from .callbacks import Callback, History
 from .errors import NonFiniteLossError
 from .fastpaths import EXACT, Numerics, autocast, grad_scaler, numerics as precision, resolve_amp
 from .keras_compat.progbar import ProgbarLogger
-from .means import WeightedMean
+from .means import RATIO, WeightedMean
 
 __all__ = ["fit", "evaluate", "History", "Callback", "ResumePoint", "WeightedMean", "Numerics"]
 
@@ -62,10 +62,22 @@ def batch_size(x) -> int:
     return len(x)
 
 
+def columns(metrics: Mapping[str, Metric]) -> list[str]:
+    """The aggregator's columns: the loss, then each metric; a ratio metric (`ratio = True`: it returns its
+    numerator and denominator, a sample-weighted mean) takes two (means.RATIO)."""
+    return ["loss", *(c for k, m in metrics.items() for c in ((k, k + RATIO) if getattr(m, "ratio", False) else (k,)))]
+
+
+def forward(model, x):
+    """The model on a batch's inputs: a tuple of them (a model of several inputs) goes in as arguments."""
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
 def _batch_values(outputs, targets, loss, metrics: Mapping[str, Metric]) -> torch.Tensor:
     dtype = torch.promote_types(loss.dtype, torch.float32)  # bf16/fp16 losses (AMP) are summed in float32
     with torch.no_grad():
-        return torch.stack([loss.detach().to(dtype), *(m(outputs, targets).to(dtype) for m in metrics.values())])
+        return torch.cat([loss.detach().to(dtype).reshape(1),
+                          *(m(outputs, targets).to(dtype).reshape(-1) for m in metrics.values())])
 
 
 def train_step(model, optimizer, loss_fn, metrics: Mapping[str, Metric], scaler, device, amp):
@@ -74,7 +86,7 @@ def train_step(model, optimizer, loss_fn, metrics: Mapping[str, Metric], scaler,
     `share` is this process' share of a global batch under torchrun (1.0 otherwise)."""
     def step(x, y, share: float = 1.0) -> torch.Tensor:
         with autocast(device, amp):
-            outputs = model(x)
+            outputs = forward(model, x)
             loss = loss_fn(outputs, y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss if share == 1.0 else loss * share).backward()
@@ -96,13 +108,13 @@ def evaluate(model: torch.nn.Module, loader, loss_fn, metrics: Mapping[str, Metr
              aggregator: type[WeightedMean] = WeightedMean, numerics: Numerics = EXACT) -> dict[str, float]:
     """Loss and metrics over the whole loader, in eval mode, without gradients."""
     metrics = dict(metrics or {})
-    agg = aggregator(["loss", *metrics], _len(loader))
+    agg = aggregator(columns(metrics), _len(loader))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), precision(_device(model), numerics.tf32):
             for step, (x, y) in enumerate(loader):
-                out = model(x)
+                out = forward(model, x)
                 agg.update(_batch_values(out, y, loss_fn(out, y), metrics), batch_size(x), step)
     finally:
         model.train(was_training)
@@ -146,7 +158,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
             for cb in callbacks:
                 cb.on_train_begin()
             for epoch in range(initial_epoch, epochs):
-                agg = aggregator(["loss", *metrics], _len(train_loader))
+                agg = aggregator(columns(metrics), _len(train_loader))
                 skip = 0
                 if epoch == initial_epoch and resume is not None:
                     if resume.loader is not None:  # the permutation this epoch draws (mid-epoch: first steps done)

@@ -9,6 +9,21 @@ from collections.abc import Iterable
 
 import torch
 
+# A column named `<metric>` + RATIO is the denominator of the column `<metric>`: that metric is reported as the
+# ratio of the two means (Keras' Mean under sample weights: sum(value * weight) / sum(weight) over the epoch).
+RATIO = "/weights"
+
+
+def ratios(means: dict[str, float]) -> dict[str, float]:
+    """The means with each ratio metric divided by its denominator column (which is left out)."""
+    out = {}
+    for name, value in means.items():
+        if name.endswith(RATIO):
+            continue
+        den = means.get(name + RATIO)
+        out[name] = value if den is None else (value / den if den else 0.0)  # Keras' divide_no_nan
+    return out
+
 
 class WeightedMean:
     """Keras' aggregation: sum(value_b * n_b) / sum(n_b) over the batches seen so far."""
@@ -48,7 +63,7 @@ class WeightedMean:
         w = self.weights()
         # an elementwise product and a sum, not `w @ buffer`: a GEMM could run in TF32 on a GPU
         means = (w[:, None] * self.buffer[:len(self.sizes)].detach()).sum(0) / w.sum()
-        return dict(zip(self.names, means.tolist(), strict=True))
+        return ratios(dict(zip(self.names, means.tolist(), strict=True)))
 
     # -- a checkpoint taken mid-epoch stores the sums so far (CPU tensors: the file loads anywhere) --
     def state_dict(self) -> dict:

@@ -23,6 +23,16 @@ def same_rank(y_true: torch.Tensor, y_pred: torch.Tensor):
     return y_true, y_pred
 
 
+def squeeze_or_expand(x1: torch.Tensor, x2: torch.Tensor):
+    """Keras' squeeze_or_expand_to_same_rank: ranks one apart meet where the longer one ends in 1."""
+    r1, r2 = x1.dim(), x2.dim()
+    if r1 == r2 + 1 and x1.shape[-1] == 1:
+        return (x1, x2.unsqueeze(-1)) if r2 == 1 else (x1.squeeze(-1), x2)
+    if r2 == r1 + 1 and x2.shape[-1] == 1:
+        return (x1.unsqueeze(-1), x2) if r1 == 1 else (x1, x2.squeeze(-1))
+    return x1, x2
+
+
 def _logits_of(y_pred: torch.Tensor, from_logits: bool):
     """The logits behind `y_pred` if TensorFlow's Keras would use them, else None (the probability path)."""
     logits = getattr(y_pred, "_keras_logits", None)
@@ -62,6 +72,20 @@ class KerasLoss:
 
     def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         return LOSSES[self.name](self, y_pred, y_true).mean()
+
+    def values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """The per-sample values (per sample and step for a sequence output), before any reduction."""
+        return LOSSES[self.name](self, y_pred, y_true)
+
+    def weighted(self, y_pred: torch.Tensor, y_true: torch.Tensor, sample_weight: torch.Tensor | None) -> torch.Tensor:
+        """Keras' reduce_weighted_values: sum(value * weight) over the number of values (not over the sum of
+        the weights: "sum_over_batch_size"); the plain mean without weights."""
+        values = self.values(y_pred, y_true)
+        if sample_weight is None:
+            return values.mean()
+        values, weight = squeeze_or_expand(values, sample_weight.to(values.dtype))
+        weighted = values * weight
+        return weighted.sum() / weighted.numel()
 
     def __repr__(self):
         return f"KerasLoss({self.name!r})"

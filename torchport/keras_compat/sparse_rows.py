@@ -42,11 +42,13 @@ class Rows:
         return Rows(self.indices, fn(self.values), self.like)
 
 
-def track(model: torch.nn.Module) -> list:
-    """Record every nn.Embedding's looked-up rows in the backward pass; returns the hook handles."""
+def track(model: torch.nn.Module, dense=()) -> list:
+    """Record every nn.Embedding's looked-up rows in the backward pass; returns the hook handles. `dense`: the
+    weights whose Keras gradient is dense anyway (a regularized embedding: TensorFlow adds the penalty's dense
+    gradient to the rows, which makes the sum a dense tensor)."""
     handles = []
     for module in model.modules():
-        if isinstance(module, torch.nn.Embedding):
+        if isinstance(module, torch.nn.Embedding) and not any(module.weight is p for p in dense):
             setattr(module.weight, _ATTR, [])
             handles.append(module.register_forward_hook(_on_lookup))
     return handles

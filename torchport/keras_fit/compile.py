@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import UnsupportedError, UsageError
+from ..keras_compat.compile_loss import CompileLoss, WeightedMetric, output_metric
 from ..keras_compat.losses import ALIASES as LOSS_ALIASES, LOSSES, KerasLoss
-from ..keras_compat.metrics import get_metric, is_binary_or_sparse
+from ..keras_compat.metrics import get_metric, is_binary_or_sparse, metric_values
 from ..keras_compat.optim import OPTIMIZERS, SCHEDULES
 
 OPTIMIZER_KEYS = {"learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "momentum", "nesterov", "rho",
@@ -28,8 +29,11 @@ def _snake(name: str) -> str:
 class Compiled:
     optimizer: str
     options: dict
-    loss: KerasLoss
+    loss: KerasLoss | CompileLoss  # a CompileLoss for several outputs, sample weights or regularizers
     metrics: dict = field(default_factory=dict)   # history name -> function
+    losses: list = field(default_factory=list)    # each output's KerasLoss (None: trained without a loss)
+    loss_weights: list = field(default_factory=list)
+    general: bool = False  # targets travel as keras_compat.compile_loss.Targets (not one plain tensor)
 
     def make_optimizer(self, params, lr_dtype: str):
         return OPTIMIZERS[self.optimizer](params, lr_dtype=lr_dtype, **self.options)
@@ -115,50 +119,142 @@ def _loss(cfg, name: str | None, y_shape: tuple, out_shape: tuple) -> KerasLoss:
         raise _unsupported(f"loss '{name}'", "--loss") from None
 
 
-def _metrics(cfg, names: list[str] | None, y_shape: tuple, out_shape: tuple) -> dict:
+def _metric_entries(cfg) -> list[tuple[str, str, dict]]:
+    """(history label, Keras function name, options) of one output's metrics config (a list, or one)."""
     entries = []
-    if names is not None:
-        entries = [(n, n, {}) for n in names]
-    elif cfg:
-        flat = cfg
-        while isinstance(flat, list) and len(flat) == 1 and isinstance(flat[0], list):  # tf.keras 2: per output
-            flat = flat[0]
-        if isinstance(flat, dict) or (isinstance(flat, list) and any(isinstance(m, list) for m in flat)):
-            raise _unsupported("metrics per output", "--metrics")
-        for m in flat:
-            if isinstance(m, str):
-                entries.append((m, m, {}))
-            elif isinstance(m, dict):
-                conf = dict(m.get("config") or {})
-                cls = str(m.get("class_name", ""))
-                # keras.metrics.Accuracy() is exact equality, unlike the string "accuracy" Keras resolves by shape
-                fn = conf.get("fn") or ("exact_accuracy" if cls == "Accuracy" else _snake(cls))
-                entries.append((conf.get("name", fn), fn, {k: conf[k] for k in ("k", "threshold") if k in conf}))
-    out = {}
-    seen: dict[str, int] = {}
-    for label, fn, conf in entries:
-        if label in seen:  # Keras names a second metric of the same name `name_1`, then `name_2`
-            seen[label] += 1
-            label = f"{label}_{seen[label] - 1}"
-        seen.setdefault(label, 1)
-        try:
-            out[label] = get_metric(fn, y_shape, out_shape, **conf)
-        except ValueError:
-            raise (UsageError(f"--metrics {label}: not supported") if names is not None
-                   else _unsupported(f"metric '{label}'", "--metrics")) from None
+    flat = cfg if isinstance(cfg, list) else [cfg]
+    while len(flat) == 1 and isinstance(flat[0], list):  # tf.keras 2 nests a single output's list
+        flat = flat[0]
+    for m in flat:
+        if m is None:
+            continue
+        if isinstance(m, str):
+            entries.append((m, m, {}))
+        elif isinstance(m, dict):
+            conf = dict(m.get("config") or {})
+            cls = str(m.get("class_name", ""))
+            # keras.metrics.Accuracy() is exact equality, unlike the string "accuracy" Keras resolves by shape
+            fn = conf.get("fn") or ("exact_accuracy" if cls == "Accuracy" else _snake(cls))
+            entries.append((conf.get("name", fn), fn, {k: conf[k] for k in ("k", "threshold") if k in conf}))
+        else:
+            raise _unsupported(f"metric {m!r}", "--metrics")
+    return entries
+
+
+def _per_output(cfg, names: list[str], what: str, flag: str) -> list:
+    """A compile entry given per output (a list in output order, a dict by output name, or one value for a
+    one-output model) as one entry per output."""
+    if isinstance(cfg, dict) and "class_name" not in cfg:
+        unknown = sorted(set(cfg) - set(names))
+        if unknown:
+            raise _unsupported(f"{what} for '{unknown[0]}', which is not an output ({', '.join(names)})", flag)
+        return [cfg.get(n) for n in names]
+    if len(names) == 1:
+        return [cfg]
+    if isinstance(cfg, list) and len(cfg) == len(names):
+        return list(cfg)
+    raise _unsupported(f"{what} that is not one per output ({len(names)} outputs: {', '.join(names)})", flag)
+
+
+def _single(cfg, names: list[str]):
+    """A one-output model's loss (or loss weight) given as a list of one: that one."""
+    return cfg[0] if len(names) == 1 and isinstance(cfg, list) and len(cfg) == 1 else cfg
+
+
+def _metrics(cfg, flags: list[str] | None, y_shapes: list, out_shapes: list, names: list[str],
+             weighted_cfg=None) -> dict:
+    """History label -> metric (a weighted one) or (metric function, output index), labelled and ordered as
+    Keras 3 reports them: each output's metrics
+    (`<output>_<metric>` when there are several outputs), then the weighted ones; a repeated label numbered
+    `_1`, `_2` (a weighted one first tries `weighted_<metric>`)."""
+    several = len(names) > 1
+    if flags is not None:  # --metrics: the same metrics for every output
+        plain = [[(n, n, {}) for n in flags] for _ in names]
+        weighted = [[] for _ in names]
+    else:
+        plain = [_metric_entries(c) for c in _per_output(cfg, names, "metrics", "--metrics")] if cfg else \
+            [[] for _ in names]
+        weighted = [_metric_entries(c) for c in _per_output(weighted_cfg, names, "weighted_metrics", "--metrics")] \
+            if weighted_cfg else [[] for _ in names]
+    out, seen = {}, {}
+
+    def label_for(label: str, i: int, is_weighted: bool) -> str:
+        name = f"{names[i]}_{label}" if several else label
+        if name not in seen:
+            seen[name] = 1
+            return name
+        if is_weighted:
+            name = f"{names[i]}_weighted_{label}" if several else f"weighted_{label}"
+            if name not in seen:
+                seen[name] = 1
+                return name
+        seen[name] += 1
+        return f"{name}_{seen[name] - 1}"
+
+    for is_weighted, groups in ((False, plain), (True, weighted)):
+        for i, entries in enumerate(groups):
+            for label, fn, conf in entries:
+                name = label_for(label, i, is_weighted)
+                try:
+                    if is_weighted:
+                        out[name] = WeightedMetric(metric_values(fn, y_shapes[i], out_shapes[i], **conf), i)
+                    else:
+                        out[name] = (get_metric(fn, y_shapes[i], out_shapes[i], **conf), i)  # of output i
+                except ValueError:
+                    raise (UsageError(f"--metrics {label}: not supported") if flags is not None
+                           else _unsupported(f"metric '{label}'", "--metrics")) from None
     return out
 
 
 def resolve(compile_config: dict | None, y_shape: tuple, out_shape: tuple, optimizer: str | None = None,
             lr: float | None = None, loss: str | None = None, metrics: list[str] | None = None) -> Compiled:
-    """The training setup from the file's compile settings and the flags; `y_shape` and `out_shape` (batch
-    included) resolve "accuracy" and "crossentropy" as Keras does."""
+    """The training setup of a one-output model from the file's compile settings and the flags; `y_shape`
+    and `out_shape` (batch included) resolve "accuracy" and "crossentropy" as Keras does."""
+    return resolve_outputs(compile_config, [y_shape], [out_shape], ["output"], optimizer, lr, loss, metrics)
+
+
+def resolve_outputs(compile_config: dict | None, y_shapes: list, out_shapes: list, names: list[str],
+                    optimizer: str | None = None, lr: float | None = None, loss: str | None = None,
+                    metrics: list[str] | None = None, weighted: bool = False, penalty=None,
+                    keras2: bool = False) -> Compiled:
+    """The training setup of a model with outputs `names` (Keras' output names: the layers that make them).
+    `weighted`: the data carries sample weights; `penalty`: the regularizers' sum, added to the loss; `keras2`:
+    the file is tf.keras 2's (its History weights the outputs' losses by batch size). Either of the first two,
+    or several outputs, makes the loss a CompileLoss (targets as `Targets`); else the plain one-output path."""
     cc = compile_config or {}
-    if cc.get("weighted_metrics"):
-        raise _unsupported("weighted_metrics", "--metrics")
-    if cc.get("loss_weights") not in (None, [], {}) and not isinstance(cc.get("loss_weights"), (int, float)):
-        raise _unsupported("loss_weights", "--loss")
+    several = len(names) > 1
+    if loss is not None:  # --loss: the same loss for every output
+        loss_cfgs = [None] * len(names)
+    elif cc.get("loss") is None:
+        raise UsageError("the model file was saved without compile(): pass --optimizer and --loss (and --metrics)")
+    else:
+        loss_cfgs = [cc["loss"]] * len(names) if isinstance(cc["loss"], str) or (
+            isinstance(cc["loss"], dict) and "class_name" in cc["loss"]) else \
+            _per_output(_single(cc["loss"], names), names, "losses", "--loss")
+    losses = [None if (c is None and loss is None) else _loss(c, loss, y, o)
+              for c, y, o in zip(loss_cfgs, y_shapes, out_shapes, strict=True)]
+    if all(x is None for x in losses):
+        raise _unsupported("no loss for any output", "--loss")
+    lw = cc.get("loss_weights")
+    if lw in (None, [], {}):
+        loss_weights = [None] * len(names)
+    elif isinstance(lw, (int, float)) and not isinstance(lw, bool):
+        loss_weights = [float(lw)] * len(names)
+    else:
+        loss_weights = _per_output(_single(lw, names), names, "loss_weights", "--loss")
+        if not all(w is None or (isinstance(w, (int, float)) and not isinstance(w, bool)) for w in loss_weights):
+            raise _unsupported(f"loss_weights {lw!r}", "--loss")
     opt_cfg = cc.get("optimizer", cc.get("optimizer_config"))
     name, options = _optimizer(opt_cfg, optimizer, lr)
-    return Compiled(name, options, _loss(cc.get("loss"), loss, y_shape, out_shape),
-                    _metrics(cc.get("metrics"), metrics, y_shape, out_shape))
+    found = _metrics(cc.get("metrics"), metrics, y_shapes, out_shapes, names,
+                     None if metrics is not None else cc.get("weighted_metrics"))
+    general = several or weighted or penalty is not None or any(w is not None for w in loss_weights) or \
+        any(getattr(m, "ratio", False) for m in found.values())
+    if not general:
+        return Compiled(name, options, losses[0], {k: f for k, (f, _) in found.items()}, losses, loss_weights)
+    found = {k: output_metric(*m) if isinstance(m, tuple) else m for k, m in found.items()}
+    compiled_loss = CompileLoss(losses, loss_weights, penalty)
+    if several:  # Keras reports each output's own loss, unweighted by loss_weights, before the metrics
+        found = {**{f"{n}_loss": compiled_loss.output_loss(i, per_batch=not keras2)
+                    for i, n in enumerate(names) if losses[i] is not None}, **found}
+    return Compiled(name, options, compiled_loss, found, losses, loss_weights, general=True)

@@ -22,8 +22,8 @@ from ..outputs import OutputSet, save_torch, write_atomic, write_json, write_plo
 from ..porting.plan import plan_file
 from ..porting.writer import keras_archive_bytes, weights_h5_bytes
 from ..run_config import RunConfig
-from . import compile as compiling
-from .data import check_fits_model, load_npz, make_loaders
+from . import compile as compiling, penalties
+from .data import check_fits_model, io_names, load_npz, make_loaders, splits
 
 
 @dataclass(kw_only=True)
@@ -40,6 +40,7 @@ class FitConfig(RunConfig):
     lr: float | None = None
     loss: str | None = None
     metrics: list[str] | None = None
+    class_weight: dict | None = None  # class id -> weight (Keras' class_weight)
     cuda_graphs: bool = field(default=True, compare=False)  # proven equal to eager before use: not numerics
     out: str = field(default="runs/fit", compare=False)
 
@@ -59,7 +60,8 @@ def compile_config_of(compiled, file_config: dict | None, cfg: FitConfig) -> dic
     cc["optimizer"] = {"module": "keras.optimizers", "class_name": compiled.optimizer, "config": config,
                        "registered_name": None}
     if cfg.loss is not None or "loss" not in cc:
-        cc["loss"] = compiled.loss.name
+        names = [loss.name for loss in compiled.losses]
+        cc["loss"] = names[0] if len(names) == 1 else names
     if cfg.metrics is not None or "metrics" not in cc:
         cc["metrics"] = list(cfg.metrics or []) or None
     return cc
@@ -79,31 +81,32 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
     """Everything `fit` trains with, checked: the compile settings, the data against the model and loss,
     the loaders (sharded under torchrun), the module (in train mode, on the device) and its optimizer."""
     group = group or SINGLE
-    if len(plan.inputs) != 1 or len(plan.outputs) != 1:
-        raise UnsupportedError(f"{cfg.model}: fit trains models with one input and one output (this one has "
-                               f"{len(plan.inputs)} and {len(plan.outputs)})")
-    if plan.outputs[0].mask is not None:
-        raise UnsupportedError(f"{cfg.model}: the output carries a mask (Keras would mask the loss); not supported")
-    for layer in plan.graph.layers:  # what would make Keras' training differ from the forward pass alone
-        for key, value in layer.config.items():
-            if (key.endswith("_regularizer") or key.endswith("_constraint")) and value not in (None, {}):
-                raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): {key} is not trained by "
-                                       "torchport fit (Keras adds it to the loss or the update)")
-    out_shape = (None, *plan.outputs[0].shape)
-    compiled = compiling.resolve(plan.compile_config, arrays["y_train"].shape, out_shape, cfg.optimizer, cfg.lr,
-                                 cfg.loss, cfg.metrics)
-    check_fits_model(arrays, plan, compiled.loss)
+    masked = [t for t in plan.outputs if t.mask is not None]
+    if masked:
+        raise UnsupportedError(f"{cfg.model}: an output carries a mask (Keras would mask the loss); not supported")
+    data = splits(arrays, plan, cfg.data or "the data", cfg.class_weight)
     device = device or torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    train_loader, val_loader = make_loaders(arrays, plan, compiled.loss, cfg, device, (group.rank, group.world))
     model = (model if model is not None else plan.module()).train()
-    model = model.to(device, memory_format=torch.channels_last) if plan.inputs[0].rank == 4 else model.to(device)
+    images = any(t.rank == 4 for t in plan.inputs)
+    model = model.to(device, memory_format=torch.channels_last) if images else model.to(device)
+    found = penalties.find(plan, model)  # regularizers (added to the loss) and constraints (after each update)
+    _, names = io_names(plan)
+    weighted = data["train"].sample_weight is not None or cfg.class_weight is not None
+    compiled = compiling.resolve_outputs(plan.compile_config, [y.shape for y in data["train"].y],
+                                         [(None, *t.shape) for t in plan.outputs], names, cfg.optimizer, cfg.lr,
+                                         cfg.loss, cfg.metrics, weighted=weighted, keras2=plan.ctx.keras2,
+                                         penalty=found.penalty if found.terms else None)
+    check_fits_model(data, plan, compiled.losses)
+    train_loader, val_loader = make_loaders(data, plan, compiled.losses, cfg, device, (group.rank, group.world),
+                                            compiled.general)
     lr_dtype = plan.lr_dtype or ("float64" if plan.dtype == "float64" else "float32")
     # Keras' optimizer steps the trainable variables only: a frozen base (trainable=False) is left out
     optimizer = compiled.make_optimizer([p for p in model.parameters() if p.requires_grad], lr_dtype)
+    penalties.attach(found, optimizer)
     if optimizer.uses_rows() and not group.active:  # an Embedding's gradient as Keras' optimizers see it
-        sparse_rows.track(model)  # (under torchrun DDP all-reduces the dense gradient: rows are not kept)
+        sparse_rows.track(model, found.regularized())  # (under torchrun DDP all-reduces the dense gradient)
     return Setup(model, optimizer, compiled, train_loader, val_loader)
 
 
@@ -115,12 +118,12 @@ def run(cfg: FitConfig) -> dict:
     model, optimizer, compiled, train_loader, val_loader = (s.model, s.optimizer, s.compiled, s.train_loader,
                                                             s.val_loader)
     if verbose:
-        print(f"Training {plan.title} ({plan.cls}, {plan.param_count():,} parameters) on {len(train_loader.x):,} "
-              f"samples" + (f", validating on {len(val_loader.x):,}" if val_loader else "")
+        print(f"Training {plan.title} ({plan.cls}, {plan.param_count():,} parameters) on {train_loader.samples:,} "
+              f"samples" + (f", validating on {val_loader.samples:,}" if val_loader else "")
               + f": {compiled.describe()}")
 
     history = engine.History()
-    config = {**run_identity(cfg), "n_train": len(train_loader.x)}
+    config = {**run_identity(cfg), "n_train": train_loader.samples}
     torch.manual_seed(cfg.seed + group.rank)  # the training draws (dropout) start from the seed, or a checkpoint's
     resume, callbacks = keras_checkpoints(cfg, config, model, optimizer, train_loader, history, group)
     engine.fit(distributed.wrap(model, group, device), optimizer, compiled.loss, train_loader, cfg.epochs,

@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from .. import engine
-from ..errors import first_line
+from ..errors import UnsupportedError, first_line
 from ..keras_compat import augmentation
 from ..keras_compat.preprocessing import center_crop
 from ..keras_env import import_keras
 from ..keras_fit import compile as compiling
+from ..keras_fit.data import io_names, keys as fit_keys, splits
 from ..keras_fit.run import FitConfig, setup
 from ..porting.convert import NCHW
 from ..porting.plan import plan_file
@@ -450,6 +451,8 @@ def guarded(name: str, check) -> list[Result]:
         out = check()
     except KerasCannotRun as e:
         return [Result(name, "-", float("nan"), 0.0, not_run=str(e))]
+    except UnsupportedError as e:  # what `torchport fit` refuses (an activity regularizer...): no training rows
+        return [Result(name, "-", float("nan"), 0.0, not_run=f"torchport fit does not train it: {e}")]
     return out if isinstance(out, list) else [out]
 
 
@@ -506,14 +509,19 @@ def _augmentation_off(entry: dict) -> None:
     entry["config"] = keep
 
 
+DROPPING = ("Dropout", "StochasticDepth")  # the layer classes whose `rate` is a drop probability
+
+
 def _dropout_off(config) -> None:
     """Every dropout rate in a Keras config set to 0, every augmentation layer made deterministic: two
     frameworks cannot draw the same masks and transforms."""
     if isinstance(config, dict):
         if config.get("class_name") in AUGMENTATION and isinstance(config.get("config"), dict):
             _augmentation_off(config)
-        if "rate" in config and isinstance(config["rate"], (int, float)):
-            config["rate"] = 0.0
+        inner = config.get("config")
+        if str(config.get("class_name", "")).endswith(DROPPING) and isinstance(inner, dict) and \
+                isinstance(inner.get("rate"), (int, float)):  # (a MinMaxNorm constraint has a `rate` too)
+            inner["rate"] = 0.0
         for key in ("dropout", "recurrent_dropout"):
             if isinstance(config.get(key), (int, float)):
                 config[key] = 0.0
@@ -529,21 +537,25 @@ def training_reference(path: str, keras_version: str, dtype: str):
     return as_dtype(load_reference(path, keras_version, "float32"), dtype, keras_version, edit=_dropout_off)
 
 
-def random_data(plan, n: int, seed: int, loss_name: str, dtype: str) -> dict:
-    """x_train of the model's input shape and labels that fit its loss, seeded (when no --data is given)."""
+def random_data(plan, n: int, seed: int, loss_names: list, dtype: str) -> dict:
+    """Inputs of the model's input shapes and labels that fit each output's loss, seeded, under the names
+    `torchport fit` reads (x_train, y_train; x_train_<input>, y_train_<output> for several)."""
     rng = np.random.default_rng(seed + 7)
-    x = make_inputs(plan, n, seed, dtype)[0]
-    out = plan.outputs[0].shape
-    classes = out[-1]
-    if loss_name == "sparse_categorical_crossentropy":
-        y = rng.integers(0, classes, (n, *out[:-1]))
-    elif loss_name == "categorical_crossentropy":
-        y = np.eye(classes, dtype=dtype)[rng.integers(0, classes, (n, *out[:-1]))]
-    elif loss_name == "binary_crossentropy":
-        y = rng.integers(0, 2, (n, *out)).astype(dtype)
-    else:
-        y = rng.standard_normal((n, *out)).astype(dtype)
-    return {"x_train": x, "y_train": y}  # x in Keras' layout, as make_inputs draws it
+    xs, ys = fit_keys(plan, "train")
+    data = dict(zip(xs, make_inputs(plan, n, seed, dtype), strict=True))  # in Keras' layout, as drawn
+    for key, t, loss_name in zip(ys, plan.outputs, loss_names, strict=True):
+        out = t.shape
+        classes = out[-1]
+        if loss_name == "sparse_categorical_crossentropy":
+            y = rng.integers(0, classes, (n, *out[:-1]))
+        elif loss_name == "categorical_crossentropy":
+            y = np.eye(classes, dtype=dtype)[rng.integers(0, classes, (n, *out[:-1]))]
+        elif loss_name == "binary_crossentropy":
+            y = rng.integers(0, 2, (n, *out)).astype(dtype)
+        else:
+            y = rng.standard_normal((n, *out)).astype(dtype)
+        data[key] = y
+    return data
 
 
 def _keras_compile(km, compile_config, keras2: bool, drop_metric=lambda m: False):
@@ -551,8 +563,9 @@ def _keras_compile(km, compile_config, keras2: bool, drop_metric=lambda m: False
     compile_config, Keras' own legacy reader for an .h5's training_config (loss and metric objects with their
     options included). `drop_metric` leaves metrics out (top-k in float64: TensorFlow has no such kernel)."""
     cc = copy.deepcopy(compile_config or {})  # Keras' deserialisation edits what it is given
-    if isinstance(cc.get("metrics"), list):
-        cc["metrics"] = [m for m in cc["metrics"] if not drop_metric(m)] or None
+    for key in ("metrics", "weighted_metrics"):
+        if cc.get(key):
+            cc[key] = _kept(cc[key], drop_metric)
     if "optimizer" in cc:
         km.compile_from_config(cc)
         return
@@ -561,6 +574,25 @@ def _keras_compile(km, compile_config, keras2: bool, drop_metric=lambda m: False
     else:
         from keras.src.legacy.saving.saving_utils import compile_args_from_training_config
     km.compile(**compile_args_from_training_config(cc))
+
+
+def _kept(metrics, drop):
+    """A metrics entry (a list, per-output lists, a dict by output) without the metrics `drop` picks."""
+    if isinstance(metrics, dict) and "class_name" not in metrics:
+        return {k: _kept(v, drop) for k, v in metrics.items()}
+    if isinstance(metrics, list):
+        kept = [_kept(m, drop) if isinstance(m, (list, dict)) and not (isinstance(m, dict) and "class_name" in m)
+                else m for m in metrics if isinstance(m, (list, dict)) and "class_name" not in m or not drop(m)]
+        return kept or None
+    return None if drop(metrics) else metrics
+
+
+def _flat_metrics(metrics) -> list:
+    if isinstance(metrics, dict) and "class_name" not in metrics:
+        return [m for v in metrics.values() for m in _flat_metrics(v)]
+    if isinstance(metrics, list):
+        return [m for v in metrics for m in _flat_metrics(v)]
+    return [] if metrics is None else [metrics]
 
 
 def _is_top_k(metric) -> bool:
@@ -598,8 +630,9 @@ def _distance(ours: list[list[np.ndarray]], theirs: list[list[np.ndarray]]) -> f
     return max(scaled_diffs(flat_o, flat_t, groups), default=0.0)
 
 
-def _keras_run(keras, km, data, batch, epochs, weighted, reference=None) -> Trajectory:
-    """Keras' `fit` with a callback recording each step (loss: Keras' running mean; weights)."""
+def _keras_run(keras, km, data, batch, epochs, weighted, plan, class_weight=None, reference=None) -> Trajectory:
+    """Keras' `fit` with a callback recording each step (loss: Keras' running mean; weights), on the arrays
+    `torchport fit` reads (several inputs and outputs as lists, sample weights, class weights)."""
     run = Trajectory(reference)
     layers = [keras_layer(km, conv) for conv, _ in weighted]
 
@@ -607,9 +640,14 @@ def _keras_run(keras, km, data, batch, epochs, weighted, reference=None) -> Traj
         def on_train_batch_end(self, batch_index, logs=None):
             run.record(float(logs["loss"]), lambda: [layer.get_weights() for layer in layers])
 
-    val = (data["x_test"], data["y_test"]) if "x_test" in data else None
-    run.history = km.fit(data["x_train"], data["y_train"], batch_size=batch, epochs=epochs, shuffle=False,
-                         validation_data=val, verbose=0, callbacks=[Steps()]).history
+    def one(arrays: list):
+        return arrays[0] if len(arrays) == 1 else list(arrays)
+
+    parts = splits(data, plan)
+    train, val = parts["train"], parts.get("val")
+    run.history = km.fit(one(train.x), one(train.y), sample_weight=train.sample_weight, class_weight=class_weight,
+                         batch_size=batch, epochs=epochs, shuffle=False, verbose=0, callbacks=[Steps()],
+                         validation_data=None if val is None else (one(val.x), one(val.y))).history
     return run
 
 
@@ -617,7 +655,7 @@ PERTURBED_RUNS = 2  # Keras' spread from itself: two runs from weights moved by 
 
 
 def check_training(plan, path: str, arrays: dict | None = None, epochs: int = 2, batch: int = 32,
-                   dtype: str = "float64", seed: int = 0) -> list[Result]:
+                   dtype: str = "float64", seed: int = 0, class_weight: dict | None = None) -> list[Result]:
     """`fit` in both frameworks on the same data in the same order (shuffle off, dropout off), the model's
     own compile settings, seen step by step: the running loss and every weight after each step, and the
     History per epoch. Beside it, Keras against itself: the same fit from weights moved by one ulp, twice.
@@ -640,12 +678,11 @@ def check_training(plan, path: str, arrays: dict | None = None, epochs: int = 2,
         km = training_reference(path, plan.ctx.keras_version, dtype)
         ours_plan = plan if plan.dtype == dtype else plan_file(path, dtype)
         ours_plan.lr_dtype = dtype
-        loss_name = _loss_name(plan, arrays)
         if arrays is None:  # and a validation set after it, as x_test / y_test would be
-            data = random_data(plan, 10 * batch + batch // 2, seed, loss_name, dtype)
+            data = random_data(plan, 10 * batch + batch // 2, seed, _loss_names(plan), dtype)
             n = 8 * batch + batch // 2
-            data = {"x_train": data["x_train"][:n], "y_train": data["y_train"][:n],
-                    "x_test": data["x_train"][n:], "y_test": data["y_train"][n:]}
+            data = {**{k: v[:n] for k, v in data.items()},
+                    **{k.replace("_train", "_test", 1): v[n:] for k, v in data.items()}}
         else:
             data = dict(arrays)
         data = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in data.items()}
@@ -655,20 +692,21 @@ def check_training(plan, path: str, arrays: dict | None = None, epochs: int = 2,
         def keras_fit(weights, reference=None):  # compiled afresh each time: a fresh optimizer
             set_weights(km, weights)
             _keras_compile(km, plan.compile_config, plan.ctx.keras2, _is_top_k if drop_top_k else (lambda m: False))
-            return in_keras(lambda: _keras_run(keras, km, data, batch, epochs, ours_plan.weighted, reference),
+            return in_keras(lambda: _keras_run(keras, km, data, batch, epochs, ours_plan.weighted, ours_plan,
+                                                           class_weight, reference),
                             f"fit in {dtype}")
 
         theirs = keras_fit(start)
         rng = np.random.default_rng(seed + 5)
         itself = [keras_fit(one_ulp(start, rng), theirs) for _ in range(PERTURBED_RUNS)]
         km = None  # freed before the port trains
-        ours = _torch_run(ours_plan, path, data, batch, epochs, seed, theirs)
+        ours = _torch_run(ours_plan, path, data, batch, epochs, seed, theirs, class_weight)
     finally:
         set_floatx(previous)
     return _training_rows(plan, ours, theirs, itself, epochs, dtype, strict, drop_top_k)
 
 
-def _torch_run(plan, path, data, batch, epochs, seed, reference: Trajectory) -> Trajectory:
+def _torch_run(plan, path, data, batch, epochs, seed, reference: Trajectory, class_weight=None) -> Trajectory:
     tm = plan.module()
     for m in tm.modules():
         if isinstance(m, torch.nn.modules.dropout._DropoutNd):
@@ -676,7 +714,8 @@ def _torch_run(plan, path, data, batch, epochs, seed, reference: Trajectory) -> 
         if type(m).__name__ in AUGMENTATION and type(m).__module__ == augmentation.__name__:
             m.forward = _identity if type(m).__name__ != "RandomCrop" else \
                 (lambda x, m=m: center_crop(x, m.height, m.width))
-    cfg = FitConfig(model=path, data="", epochs=epochs, batch_size=batch, shuffle=False, seed=seed)
+    cfg = FitConfig(model=path, data="", epochs=epochs, batch_size=batch, shuffle=False, seed=seed,
+                    class_weight=class_weight)
     s = setup(plan, data, cfg, tm)
     run = Trajectory(reference)
 
@@ -748,15 +787,16 @@ def _training_rows(plan, ours: Trajectory, theirs: Trajectory, itself: list[Traj
         later = f" (epochs 1-{calm_epochs}: later ones chaotic, judged by the weights)" if calm_epochs < epochs else ""
         rows.append(calibrated(f"{name}: {key}{later}", f"max rel |{key} - keras| per epoch (worst: epoch {e + 1})",
                                float(d[e]), strict, float(k[e])))
-    if drop_top_k and any(_is_top_k(m) for m in (plan.compile_config or {}).get("metrics") or []):
+    if drop_top_k and any(_is_top_k(m) for m in _flat_metrics((plan.compile_config or {}).get("metrics"))):
         rows[0].check += " (top-k metrics left out: TensorFlow has no float64 in_top_k)"
     return rows
 
 
-def _loss_name(plan, arrays) -> str:
-    out_shape = (None, *plan.outputs[0].shape)
-    y_shape = arrays["y_train"].shape if arrays is not None else out_shape
-    return compiling.resolve(plan.compile_config, y_shape, out_shape).loss.name
+def _loss_names(plan) -> list:
+    """Each output's loss name (None: no loss), "crossentropy" resolved as for labels of the output's shape."""
+    shapes = [(None, *t.shape) for t in plan.outputs]
+    losses = compiling.resolve_outputs(plan.compile_config, shapes, shapes, io_names(plan)[1]).losses
+    return [None if loss is None else loss.name for loss in losses]
 
 
 def check_optimizer(plan, path: str, steps: int = 1000, seed: int = 0) -> Result:
@@ -767,7 +807,8 @@ def check_optimizer(plan, path: str, steps: int = 1000, seed: int = 0) -> Result
     keras = reference_keras(path, plan.ctx.keras_version)
     cc = plan.compile_config or {}
     kopt = keras.optimizers.deserialize(copy.deepcopy(cc.get("optimizer", cc.get("optimizer_config"))))
-    compiled = compiling.resolve(cc, (None, *plan.outputs[0].shape), (None, *plan.outputs[0].shape))
+    shapes = [(None, *t.shape) for t in plan.outputs]
+    compiled = compiling.resolve_outputs(cc, shapes, shapes, io_names(plan)[1])
     rng = np.random.default_rng(seed)
     w0 = rng.normal(size=64).astype("float32")
     grads = rng.normal(size=(steps, 64)).astype("float32")
@@ -795,7 +836,7 @@ def model_checks(plan, path: str, arrays: dict | None = None, session: Session |
     s = session or Session(plan, path)
     results = check_structure(plan, path, s) + port_checks(plan, path, s)
     s.release()
-    if plan.compile_config and len(plan.inputs) == 1 and len(plan.outputs) == 1:
+    if plan.compile_config:
         results += guarded("optimizer, 1000 steps", lambda: check_optimizer(plan, path))
         results += guarded("training 2 epochs float64", lambda: check_training(plan, path, arrays, batch=batch_size))
     return results

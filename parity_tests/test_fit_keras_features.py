@@ -1,0 +1,213 @@
+"""`torchport fit` on what Keras users train beyond one input and one output, each run against Keras' own
+`fit` step by step in float64 (losses, every weight, the History; <= 1e-9): several inputs and outputs
+(the loss per output as a list or a dict, loss_weights, metrics per output, weighted metrics), sample weights,
+class weights, regularizers and constraints."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from port_helpers import assert_all
+
+from torchport.cli import main
+from torchport.keras_compat import compile_loss, regularizers
+from torchport.parity import model as pm
+from torchport.porting.plan import plan_file
+
+
+def _saved(keras, tmp_path, name, build, dtype="float64"):
+    """`build(keras)` -> a compiled model, built and saved under set_floatx(dtype)."""
+    keras.config.set_floatx(dtype)
+    try:
+        keras.utils.clear_session()
+        keras.utils.set_random_seed(0)
+        model = build(keras)
+        path = str(tmp_path / f"{name}.keras")
+        model.save(path)
+    finally:
+        keras.config.set_floatx("float32")
+    return path
+
+
+def ticket_model(keras, form: str):
+    """The Functional API guide's ticket model, small: title and body (token ids, an LSTM each) and tags in;
+    priority (sigmoid) and department (softmax) out."""
+    L = keras.layers
+    title = keras.Input((5,), name="title", dtype="int32")
+    body = keras.Input((7,), name="body", dtype="int32")
+    tags = keras.Input((4,), name="tags")
+    x = L.Concatenate()([L.LSTM(6)(L.Embedding(20, 4)(title)), L.LSTM(5)(L.Embedding(20, 4)(body)), tags])
+    priority = L.Dense(1, activation="sigmoid", name="priority")(x)
+    department = L.Dense(3, activation="softmax", name="department")(x)
+    model = keras.Model([title, body, tags], [priority, department])
+    if form == "list":
+        model.compile(keras.optimizers.RMSprop(0.01), loss=["binary_crossentropy", "sparse_categorical_crossentropy"],
+                      loss_weights=[1.0, 0.2], metrics=[["accuracy"], ["accuracy", "sparse_categorical_crossentropy"]])
+    else:  # the dict form, one-hot departments, and a weighted metric beside the plain one of the same name
+        model.compile(keras.optimizers.Adam(0.01),
+                      loss={"priority": "binary_crossentropy", "department": "categorical_crossentropy"},
+                      loss_weights={"priority": 0.7, "department": 0.3},
+                      metrics={"priority": ["accuracy", "mae"], "department": "accuracy"},
+                      weighted_metrics={"department": ["accuracy"]})
+    return model
+
+
+def _within(results, tol=1e-9):
+    assert_all(results)
+    worst = max(results, key=lambda r: r.diff)
+    assert worst.diff <= tol, (worst.check, worst.diff)
+
+
+@pytest.mark.parametrize("form", ["list", "dict"])
+def test_three_inputs_two_outputs_with_loss_weights_equal_keras(keras, tmp_path, form):
+    path = _saved(keras, tmp_path, f"ticket_{form}", lambda k: ticket_model(k, form))
+    results = pm.check_training(plan_file(path), path, epochs=2, batch=16)
+    names = {r.check.split(": ", 1)[1] for r in results if "epochs float64: " in r.check}
+    want = {"loss", "priority_loss", "department_loss", "priority_accuracy", "department_accuracy"}
+    assert want | {f"val_{n}" for n in want} <= names  # Keras' own History names, each compared
+    _within(results)
+
+
+def test_each_output_loss_is_a_mean_over_batches_as_keras_3_reports_it(keras, tmp_path, monkeypatch):
+    """Planted bug: Keras 3 reports `<output>_loss` as the mean of its batches' values (a last partial batch
+    counts as a full one), `loss` weighted by batch size. Weighting the outputs' losses by batch size too
+    leaves the History >= 1e-3 away from Keras' (136 samples at batch 16: a last batch of 8)."""
+    path = _saved(keras, tmp_path, "ticket_list", lambda k: ticket_model(k, "list"))
+    init = compile_loss.OutputLoss.__init__
+    monkeypatch.setattr(compile_loss.OutputLoss, "__init__",
+                        lambda self, loss, i, per_batch: init(self, loss, i, False))
+    results = pm.check_training(plan_file(path), path, epochs=1, batch=16)
+    wrong = {r.check.split(": ", 1)[1]: r.diff for r in results if r.check.endswith("_loss")}
+    assert wrong["priority_loss"] > 1e-3 and wrong["department_loss"] > 1e-3, wrong
+
+
+def _classifier(keras, weighted_metrics: bool):
+    L = keras.layers
+    model = keras.Sequential([keras.Input((6,)), L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")])
+    model.compile(keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy", "sparse_categorical_crossentropy"] if weighted_metrics else None)
+    return model
+
+
+@pytest.mark.parametrize("case", ["sample_weight", "class_weight"])
+def test_sample_and_class_weighted_runs_equal_keras(keras, tmp_path, case):
+    """The loss weighted as Keras weights it (sum(value * weight) over the batch size), the weighted metrics
+    as sum(value * weight) / sum(weight) over the epoch; class weights looked up per label. A validation set
+    of 37 (a partial last batch)."""
+    path = _saved(keras, tmp_path, case, lambda k: _classifier(k, case == "sample_weight"))
+    rng = np.random.default_rng(1)
+    data = {"x_train": rng.normal(size=(150, 6)), "y_train": rng.integers(0, 3, 150),
+            "x_val": rng.normal(size=(37, 6)), "y_val": rng.integers(0, 3, 37)}
+    class_weight = None
+    if case == "sample_weight":
+        data["sample_weight"] = rng.uniform(0, 2, 150)
+    else:
+        class_weight = {0: 1.0, 1: 3.5, 2: 0.25}
+    results = pm.check_training(plan_file(path), path, data, epochs=2, batch=16, class_weight=class_weight)
+    if case == "sample_weight":
+        assert any(r.check.endswith(": weighted_accuracy") for r in results)
+    _within(results)
+
+
+def _regularized(keras, kind: str):
+    L, R, C = keras.layers, keras.regularizers, keras.constraints
+    if kind == "cnn":  # an L2-regularized CNN with a MaxNorm constraint, and one of each of the others
+        layers = [keras.Input((10, 10, 3)),
+                  L.Conv2D(6, 3, activation="relu", kernel_regularizer=R.L2(0.01),
+                           kernel_constraint=C.MaxNorm(0.5, axis=[0, 1, 2])),
+                  L.BatchNormalization(gamma_regularizer=R.L1(0.001), beta_constraint=C.NonNeg()),
+                  L.MaxPooling2D(), L.Flatten(),
+                  L.Dense(12, activation="tanh", kernel_regularizer=R.L2(0.02), bias_regularizer=R.L1L2(0.01, 0.02),
+                          kernel_constraint=C.UnitNorm(axis=0)),
+                  L.Dense(4, activation="softmax", kernel_constraint=C.MinMaxNorm(0.2, 0.6, rate=0.5))]
+        model = keras.Sequential(layers)
+        model.compile(keras.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy", metrics=["accuracy"])
+    else:  # an LSTM's gates reordered by the port: its kernels' penalties and norms are Keras'
+        layers = [keras.Input((6,), dtype="int32"), L.Embedding(9, 4, embeddings_regularizer=R.L2(0.003)),
+                  L.LSTM(5, kernel_regularizer=R.L2(0.01), recurrent_regularizer=R.L1(0.01),
+                         recurrent_constraint=C.MaxNorm(0.8), bias_constraint=C.NonNeg()),
+                  L.Dense(3, activation="softmax")]
+        model = keras.Sequential(layers)
+        model.compile(keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_regularizers_and_constraints_equal_keras(keras, tmp_path, kind):
+    """The penalties inside `loss` (training and validation), the constraints after each update; the Adam run's
+    regularized Embedding gets a dense gradient, as TensorFlow adds the penalty's gradient to the rows."""
+    path = _saved(keras, tmp_path, kind, lambda k: _regularized(k, kind))
+    _within(pm.check_training(plan_file(path), path, epochs=2, batch=16))
+
+
+def test_l2_factor_is_rounded_to_float32_as_keras_casts_it(keras, tmp_path, monkeypatch):
+    """Planted bug: the L2 factor taken as the exact double 0.01 (Keras casts it through a float32 tensor)."""
+    path = _saved(keras, tmp_path, "cnn", lambda k: _regularized(k, "cnn"))
+    monkeypatch.setattr(regularizers, "f32", float)
+    results = pm.check_training(plan_file(path), path, epochs=1, batch=16)
+    assert not all(r.passed for r in results)
+
+
+@pytest.mark.parametrize("mode", ["rows", "columns"])
+def test_orthogonal_regularizer_equals_keras(keras, mode):
+    """Checked on its own in float32: Keras' OrthogonalRegularizer cannot run in float64 (its own float32
+    constant meets the float64 weight)."""
+    w = np.random.default_rng(0).normal(size=(7, 5)).astype("float32")
+    theirs = float(keras.regularizers.OrthogonalRegularizer(0.05, mode=mode)(keras.ops.convert_to_tensor(w)))
+    ours = float(regularizers.OrthogonalRegularizer(0.05, mode)(torch.from_numpy(w)))
+    exact = float(regularizers.OrthogonalRegularizer(0.05, mode)(torch.from_numpy(w.astype("float64"))))
+    assert abs(ours - theirs) <= 1e-6 * abs(exact) and abs(exact - theirs) <= 1e-6 * abs(exact)
+
+
+def _ticket_arrays(n, rng, split="train", one_hot=False):
+    department = rng.integers(0, 3, n)
+    return {f"x_{split}_title": rng.integers(0, 20, (n, 5)), f"x_{split}_body": rng.integers(0, 20, (n, 7)),
+            f"x_{split}_tags": rng.normal(size=(n, 4)).astype("float32"),
+            f"y_{split}_priority": rng.integers(0, 2, (n, 1)).astype("float32"),
+            f"y_{split}_department": np.eye(3, dtype="float32")[department] if one_hot else department}
+
+
+def test_fit_command_trains_several_inputs_and_outputs_with_keras_history_names(keras, tmp_path, capsys):
+    path = _saved(keras, tmp_path, "ticket", lambda k: ticket_model(k, "dict"), dtype="float32")
+    rng = np.random.default_rng(0)
+    arrays = {**_ticket_arrays(40, rng, one_hot=True), **_ticket_arrays(12, rng, "val", one_hot=True)}
+    np.savez(tmp_path / "d.npz", **arrays)
+    out = tmp_path / "out"
+    assert main(["fit", path, "--data", str(tmp_path / "d.npz"), "--epochs", "1", "--out", str(out),
+                 "--device", "cpu", "--verbose", "0"]) == 0
+    ours = json.loads((out / "history.json").read_text())
+    km = keras.saving.load_model(path)
+    x = [arrays[f"x_train_{n}"] for n in ("title", "body", "tags")]
+    y = [arrays[f"y_train_{n}"] for n in ("priority", "department")]
+    xv = [arrays[f"x_val_{n}"] for n in ("title", "body", "tags")]
+    yv = [arrays[f"y_val_{n}"] for n in ("priority", "department")]
+    theirs = km.fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0).history
+    assert sorted(ours) == sorted(theirs)
+    assert keras.saving.load_model(str(out / "model.keras")).get_compile_config()["loss_weights"] == \
+        {"priority": 0.7, "department": 0.3}
+
+
+@pytest.mark.parametrize("change, flags, message", [
+    (lambda a: a.pop("x_train_body"), [], "no x_train_body"),
+    (lambda a: a.update(x_train=a["x_train_tags"]), [], "holds 'x_train', which is none of the model's arrays"),
+    (lambda a: a.pop("y_val_priority"), [], "x_val_title and x_val_body and x_val_tags and y_val_priority and "
+                                            "y_val_department come together (it has no y_val_priority)"),
+    (lambda a: a.update(x_test_title=a["x_val_title"]), [], "holds both x_val/y_val and x_test/y_test"),
+    (lambda a: a.update(sample_weight=np.ones((40, 2))), [], "sample_weight has shape (40, 2)"),
+    (lambda a: a.update(sample_weight=np.ones(39)), [], "x_train_title has 40 samples but sample_weight has 39"),
+    (lambda a: None, ["--class-weight", '{"0": 2}'], "--class-weight weights a one-output model's classes"),
+    (lambda a: None, ["--class-weight", "[1, 2]"], "--class-weight: expected a JSON object"),
+    (lambda a: a.update(y_train_department=np.full(40, 3)), [], "y_train_department: label 3 outside 0-2"),
+])
+def test_bad_multi_io_data_is_one_line_and_writes_nothing(keras, tmp_path, capsys, change, flags, message):
+    path = _saved(keras, tmp_path, "ticket", lambda k: ticket_model(k, "list"), dtype="float32")
+    rng = np.random.default_rng(0)
+    arrays = {**_ticket_arrays(40, rng), **_ticket_arrays(12, rng, "val")}
+    change(arrays)
+    np.savez(tmp_path / "d.npz", **arrays)
+    out = tmp_path / "out"
+    code = main(["fit", path, "--data", str(tmp_path / "d.npz"), *flags, "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code in (1, 2) and len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
+    assert not out.exists()
