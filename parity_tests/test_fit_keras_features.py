@@ -211,3 +211,75 @@ def test_bad_multi_io_data_is_one_line_and_writes_nothing(keras, tmp_path, capsy
     lines = [line for line in err.splitlines() if line.strip()]
     assert code in (1, 2) and len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_early_stopping_and_reduce_lr_on_plateau_equal_keras(keras, tmp_path):
+    """The epoch the run stops at, each epoch's learning rate (logged by ReduceLROnPlateau, min_lr reached),
+    the History and the restored best weights equal Keras' float64 run with the same callbacks; the CSV log has
+    Keras' CSVLogger's columns and values; the TensorBoard scalars are Keras' epoch tags."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = _saved(keras, tmp_path, "plateau", lambda k: _classifier(k, False))
+    rng = np.random.default_rng(0)
+    data = {"x_train": rng.normal(size=(120, 6)), "y_train": rng.integers(0, 3, 120),
+            "x_val": rng.normal(size=(40, 6)), "y_val": rng.integers(0, 3, 40)}
+    np.savez(tmp_path / "d.npz", **data)
+    es = {"monitor": "val_loss", "patience": 5, "restore_best_weights": True, "min_delta": 0.001}
+    rl = {"monitor": "val_loss", "factor": 0.5, "patience": 1, "min_lr": 0.004, "cooldown": 1}
+    out = tmp_path / "out"
+    assert main(["fit", path, "--data", str(tmp_path / "d.npz"), "--epochs", "30", "--batch-size", "16",
+                 "--no-shuffle", "--out", str(out), "--device", "cpu", "--verbose", "0",
+                 "--early-stopping", ",".join(f"{k}={v}" for k, v in es.items()),
+                 "--reduce-lr-on-plateau", ",".join(f"{k}={v}" for k, v in rl.items()),
+                 "--csv-log", str(out / "log.csv"), "--tensorboard", str(tmp_path / "tb")]) == 0
+    ours = json.loads((out / "history.json").read_text())
+    keras.config.set_floatx("float64")
+    try:
+        km = keras.saving.load_model(path)
+        theirs = km.fit(data["x_train"], data["y_train"], validation_data=(data["x_val"], data["y_val"]), epochs=30,
+                        batch_size=16, shuffle=False, verbose=0,
+                        callbacks=[keras.callbacks.EarlyStopping(**es), keras.callbacks.ReduceLROnPlateau(**rl),
+                                   keras.callbacks.CSVLogger(str(tmp_path / "keras.csv"))]).history
+        best = [np.asarray(w) for w in km.get_weights()]
+    finally:
+        keras.config.set_floatx("float32")
+    assert sorted(ours) == sorted(theirs) and len(ours["loss"]) == len(theirs["loss"]) < 30
+    assert ours["learning_rate"] == theirs["learning_rate"] and ours["learning_rate"][-1] == 0.004
+    worst = max(abs(a - b) / abs(b) for k in theirs for a, b in zip(ours[k], theirs[k], strict=True) if b)
+    assert worst <= 1e-9, worst
+    state = torch.load(out / "weights.pt", weights_only=True)
+    assert np.abs(state["dense.weight"].numpy().T - best[0]).max() <= 1e-9
+    ours_csv = [line.split(",") for line in (out / "log.csv").read_text().splitlines()]
+    keras_csv = [line.split(",") for line in (tmp_path / "keras.csv").read_text().splitlines()]
+    assert ours_csv[0] == keras_csv[0] and len(ours_csv) == len(keras_csv)
+    assert np.allclose(np.array(ours_csv[1:], float), np.array(keras_csv[1:], float), rtol=1e-9, atol=0)
+    tags = {}
+    for sub in ("train", "validation"):
+        ea = EventAccumulator(str(tmp_path / "tb" / sub))
+        ea.Reload()
+        tags[sub] = {t: [e.value for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}
+    assert set(tags["train"]) == {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"}
+    assert set(tags["validation"]) == {"epoch_loss", "epoch_accuracy"}
+    assert np.allclose(tags["validation"]["epoch_loss"], ours["val_loss"], rtol=1e-6)  # stored as float32
+
+
+def test_validation_freq_equals_keras(keras, tmp_path):
+    path = _saved(keras, tmp_path, "freq", lambda k: _classifier(k, False))
+    rng = np.random.default_rng(2)
+    data = {"x_train": rng.normal(size=(50, 6)), "y_train": rng.integers(0, 3, 50),
+            "x_val": rng.normal(size=(20, 6)), "y_val": rng.integers(0, 3, 20)}
+    np.savez(tmp_path / "d.npz", **data)
+    out = tmp_path / "out"
+    assert main(["fit", path, "--data", str(tmp_path / "d.npz"), "--epochs", "5", "--no-shuffle", "--out", str(out),
+                 "--device", "cpu", "--verbose", "0", "--validation-freq", "2"]) == 0
+    ours = json.loads((out / "history.json").read_text())
+    keras.config.set_floatx("float64")
+    try:
+        theirs = keras.saving.load_model(path).fit(
+            data["x_train"], data["y_train"], validation_data=(data["x_val"], data["y_val"]), epochs=5, shuffle=False,
+            verbose=0, validation_freq=2).history
+    finally:
+        keras.config.set_floatx("float32")
+    assert {k: len(v) for k, v in ours.items()} == {k: len(v) for k, v in theirs.items()} == \
+        {"loss": 5, "accuracy": 5, "val_loss": 2, "val_accuracy": 2}
+    assert np.allclose(ours["val_loss"], theirs["val_loss"], rtol=1e-9, atol=0)

@@ -259,3 +259,54 @@ def test_metric_objects_resolve_as_keras_resolves_them():
     assert float(metrics["accuracy"](pred, y)) == pytest.approx(1 / 3)   # exact: only 1.0 == 1.0
     assert float(metrics["accuracy_1"](pred, y)) == pytest.approx(1.0)   # binary accuracy at 0.5
     assert float(metrics["top2"](torch.tensor([[0.1, 0.5, 0.4]]), torch.tensor([[1.0, 0, 0]]))) == 0.0
+
+
+CALLBACKS = ["--early-stopping", "monitor=val_loss,patience=4,restore_best_weights=true,min_delta=0.001",
+             "--reduce-lr-on-plateau", "monitor=val_loss,factor=0.5,patience=1,cooldown=1,min_lr=0.004",
+             "--save-best", "monitor=val_accuracy"]
+
+
+def test_callbacks_resume_from_a_checkpoint_bit_for_bit(tmp_path):
+    """A run with EarlyStopping, ReduceLROnPlateau, save-best and a CSV log, resumed from its checkpoint after
+    epoch 3 (patience counters, best values, the reduced learning rate, the CSV's rows): every output equals
+    the uninterrupted run's, byte for byte."""
+    model = tiny_model(tmp_path, compile_config(learning_rate=0.3), shape=(4,), units=3)
+    data = tiny_data(tmp_path, n=60)
+
+    def fit(out, *extra):
+        assert main(["fit", model, "--data", data, "--epochs", "12", "--batch-size", "8", "--device", "cpu",
+                     "--verbose", "0", "--out", str(out), "--csv-log", str(out / "log.csv"), *CALLBACKS,
+                     *extra]) == 0
+
+    ck = tmp_path / "ck"
+    fit(tmp_path / "ref", "--checkpoint-dir", str(ck), "--keep-checkpoints", "20")
+    history = json.loads((tmp_path / "ref" / "history.json").read_text())
+    assert 4 < len(history["loss"]) < 12 and len(set(history["learning_rate"])) > 2  # stopped early, lr reduced
+    for f in sorted(ck.iterdir()):
+        if int(f.name.split("-")[1].split(".")[0]) > 3:
+            f.unlink()  # as if the run had been interrupted in its fourth epoch
+    (tmp_path / "run").mkdir()
+    lines = (tmp_path / "ref" / "log.csv").read_text().splitlines()
+    (tmp_path / "run" / "log.csv").write_text("\n".join(lines[:6]) + "\n")  # its log had a fifth row
+    # its best weights so far (a later best is written again by the resumed run)
+    (tmp_path / "run" / "best.weights.h5").write_bytes((tmp_path / "ref" / "best.weights.h5").read_bytes())
+    fit(tmp_path / "run", "--checkpoint-dir", str(ck), "--resume")
+    for name in ("history.json", "log.csv", "best.weights.h5"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+    a = torch.load(tmp_path / "ref" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("flags, code, message", [
+    (["--early-stopping", "monitor=val_loss,patiense=3"], 2, "unknown key 'patiense' (Keras' arguments: monitor"),
+    (["--early-stopping", "patience=three"], 2, "patience=three: not a count"),
+    (["--reduce-lr-on-plateau", "factor=1.5"], 2, "factor must be below 1.0"),
+    (["--save-best", "mode=up"], 2, "mode=up: expected auto, min or max"),
+    (["--early-stopping", "monitor=val_acc"], 2, "--early-stopping monitor=val_acc: this run's History has no val_acc "
+                                                  "(it has loss, accuracy, val_loss, val_accuracy)"),
+    (["--reduce-lr-on-plateau", "monitor=learning_rate"], 2, "cannot tell whether it should be maximized"),
+])
+def test_bad_callback_flags(tmp_path, capsys, flags, code, message):
+    refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, compile_config()), "--data", tiny_data(tmp_path), *flags],
+            code, message)

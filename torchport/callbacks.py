@@ -12,6 +12,7 @@ class Callback:
 
     model = optimizer = None
     params: dict = {}
+    after_history = False  # called after History (a checkpoint that stores this epoch's History)
 
     def on_train_begin(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...

@@ -90,6 +90,8 @@ class Checkpointer(Callback):
     `extra()` returns run-specific state to store (e.g. the history).
     """
 
+    after_history = True  # this epoch's History entry (and the callbacks' states) go into the checkpoint
+
     def __init__(self, directory: str, config: dict, loader, keep: int = 3, epoch_offset: int = 0,
                  extra=lambda: {}, resume_hint: str = "the same command with --resume", group=None):
         self.directory, self.config, self.loader, self.keep = directory, config, loader, keep
@@ -254,17 +256,32 @@ def resume_run(directory: str | None, resume: bool, config: dict, model, optimiz
     return state, point
 
 
-def keras_checkpoints(cfg, config: dict, model, optimizer, train_loader, history, group=None):
+def _one_state_each(n: int):
+    def check(states) -> None:
+        if not isinstance(states, list) or len(states) != n or not all(isinstance(s, dict) for s in states):
+            raise ValueError(f"not the states of this run's {n} callbacks")
+    return check
+
+
+def keras_checkpoints(cfg, config: dict, model, optimizer, train_loader, history, group=None, stateful=()):
     """A Keras-style run's checkpoints (`train cifar10`, `fit`): the newest valid one loaded when `cfg.resume`
-    asks (its History too), and the callback writing one after every epoch when `cfg.checkpoint_dir` is set.
+    asks (its History and the `stateful` callbacks' states too: patience counters, best values), and the
+    callback writing one after every epoch when `cfg.checkpoint_dir` is set.
     Returns (the ResumePoint or None, the callbacks)."""
+    stateful = list(stateful)
     needs = {"history": lambda h: type(history)().load_state_dict(h)}  # loads into a throwaway History
+    if stateful:
+        needs["callbacks"] = _one_state_each(len(stateful))
     state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer, needs, group or SINGLE)
     if state is not None:
         history.load_state_dict(state["history"])
+        for cb, s in zip(stateful, state.get("callbacks", []), strict=True):
+            cb.load_state_dict({**s, "epoch": resume.epoch})
     callbacks = []
     if cfg.checkpoint_dir:
         callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
-                                      extra=lambda: {"history": history.state_dict()}, resume_hint=cfg.resume_hint,
-                                      group=group))
+                                      extra=lambda: {"history": history.state_dict(),
+                                                     **({"callbacks": [cb.state_dict() for cb in stateful]}
+                                                        if stateful else {})},
+                                      resume_hint=cfg.resume_hint, group=group))
     return resume, callbacks

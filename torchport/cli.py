@@ -175,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "several outputs, each output's")
     f.add_argument("--class-weight", type=class_weights, default=None, metavar="JSON",
                    help='weight the loss by class, as Keras\' class_weight: \'{"0": 1, "1": 5}\'')
+    f.add_argument("--validation-freq", type=positive_int, default=1, metavar="N",
+                   help="validate after every N-th epoch (Keras' validation_freq)")
+    from .keras_fit.callback_flags import pairs
+    for flag, example, what in (
+            ("--early-stopping", "monitor=val_loss,patience=3,restore_best_weights=true", "EarlyStopping"),
+            ("--reduce-lr-on-plateau", "monitor=val_loss,factor=0.5,patience=2,min_lr=0.0001", "ReduceLROnPlateau"),
+            ("--save-best", "monitor=val_loss", "ModelCheckpoint(save_best_only=True) writing best.weights.h5")):
+        f.add_argument(flag, type=pairs(flag), nargs="?", const={}, default=None, metavar="K=V,...",
+                       help=f"Keras' {what}, its arguments as key=value pairs (e.g. {example}); Keras' defaults "
+                            "for the rest")
+    f.add_argument("--csv-log", default=None, metavar="FILE", help="Keras' CSVLogger: one row per epoch")
+    f.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="Keras' TensorBoard epoch scalars (needs the tensorboard package)")
     _converters_flag(f)
 
     pt = sub.add_parser("port", help="port a Keras model file (.keras or .h5) to readable PyTorch", parents=[debug])

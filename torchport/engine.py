@@ -126,10 +126,11 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
         verbose: int = 2, initial_epoch: int = 0, history: History | None = None,
         val_aggregator: type[WeightedMean] = WeightedMean, val_metrics: Mapping[str, Metric] | None = None,
         resume: ResumePoint | None = None, aggregator: type[WeightedMean] = WeightedMean,
-        numerics: Numerics = EXACT) -> History:
+        numerics: Numerics = EXACT, validation_freq: int = 1) -> History:
     """Train `epochs` epochs (from `initial_epoch`, or from `resume`) and return the History. Keras' `fit`.
 
-    `metrics` are reported for training and validation; `val_metrics`, when given, for validation only.
+    `metrics` are reported for training and validation; `val_metrics`, when given, for validation only;
+    validation runs after every `validation_freq`-th epoch.
     `aggregator` sums the epoch's metrics (under torchrun: `distributed.SyncedMean`, over every rank).
     `numerics`: mixed precision and TF32 (both off by default: they break parity; the flags are set for the
     run and restored when fit returns) and, on CUDA, the step replayed from a CUDA graph where that is
@@ -138,7 +139,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
     """
     metrics = dict(metrics or {})
     history = history if history is not None else History()
-    callbacks = [history, *callbacks] + ([ProgbarLogger(verbose)] if verbose else [])
+    callbacks = list(callbacks)  # Keras' order: the user's callbacks (they may add to the logs), then History
+    callbacks = [*(c for c in callbacks if not c.after_history), history,
+                 *(c for c in callbacks if c.after_history)] + ([ProgbarLogger(verbose)] if verbose else [])
     device = _device(model)
     amp = resolve_amp(device, numerics.amp)
     scaler = grad_scaler(device, amp)
@@ -158,6 +161,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
             for cb in callbacks:
                 cb.on_train_begin()
             for epoch in range(initial_epoch, epochs):
+                if model.stop_training:  # (a resumed EarlyStopping that had stopped the run)
+                    break
                 agg = aggregator(columns(metrics), _len(train_loader))
                 skip = 0
                 if epoch == initial_epoch and resume is not None:
@@ -178,7 +183,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, train
                 if bad is not None:
                     raise NonFiniteLossError(epoch, bad)
                 logs = agg.result()
-                if val_loader is not None:
+                if val_loader is not None and (epoch + 1) % validation_freq == 0:  # Keras' validation_freq
                     val = evaluate(model, val_loader, loss_fn, metrics if val_metrics is None else val_metrics,
                                    val_aggregator, numerics)
                     logs.update({f"val_{k}": v for k, v in val.items()})

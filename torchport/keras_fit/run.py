@@ -7,6 +7,7 @@ weights.pt, and a plot per metric.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,14 +16,15 @@ import torch
 from .. import distributed, engine
 from ..checkpoint import keras_checkpoints, run_identity
 from ..distributed import SINGLE
-from ..errors import UnsupportedError
+from ..errors import UnsupportedError, UsageError
 from ..fastpaths import Numerics
-from ..keras_compat import sparse_rows
+from ..keras_compat import callbacks, sparse_rows
 from ..outputs import OutputSet, save_torch, write_atomic, write_json, write_plot
 from ..porting.plan import plan_file
 from ..porting.writer import keras_archive_bytes, weights_h5_bytes
 from ..run_config import RunConfig
 from . import compile as compiling, penalties
+from .callback_flags import check_monitors
 from .data import check_fits_model, io_names, load_npz, make_loaders, splits
 
 
@@ -41,6 +43,12 @@ class FitConfig(RunConfig):
     loss: str | None = None
     metrics: list[str] | None = None
     class_weight: dict | None = None  # class id -> weight (Keras' class_weight)
+    validation_freq: int = 1
+    early_stopping: dict | None = None        # Keras' keyword arguments of each callback (callback_flags.py)
+    reduce_lr_on_plateau: dict | None = None
+    save_best: dict | None = None
+    csv_log: str | None = field(default=None, compare=False)
+    tensorboard: str | None = field(default=None, compare=False)
     cuda_graphs: bool = field(default=True, compare=False)  # proven equal to eager before use: not numerics
     out: str = field(default="runs/fit", compare=False)
 
@@ -110,6 +118,49 @@ def setup(plan, arrays: dict, cfg: FitConfig, model: torch.nn.Module | None = No
     return Setup(model, optimizer, compiled, train_loader, val_loader)
 
 
+def _at_validated_epochs(values: list, freq: int, epochs: int) -> list:
+    """A validation series placed at the epochs it was computed (every `freq`-th), NaN between: the plot's
+    x axis is the epoch."""
+    if freq == 1:
+        return values
+    out = [float("nan")] * epochs
+    for i, v in enumerate(values):
+        out[(i + 1) * freq - 1] = v
+    return out
+
+
+def _weights_writer(plan, model):
+    """save(path): the model's weights as Keras' `model.weights.h5` (what `model.load_weights` reads)."""
+    def save(path: str) -> None:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        blob = weights_h5_bytes(plan.model_config, plan.keras_arrays(state))
+        write_atomic(path, lambda f: f.write(blob))
+    return save
+
+
+def _callbacks(cfg: FitConfig, plan, model, group) -> list:
+    """The Keras callbacks the flags ask for, in Keras' order of the flags (rank 0 writes files)."""
+    out = []
+    if cfg.early_stopping is not None:
+        out.append(callbacks.EarlyStopping(**cfg.early_stopping))
+    if cfg.reduce_lr_on_plateau is not None:
+        out.append(callbacks.ReduceLROnPlateau(**cfg.reduce_lr_on_plateau))
+    if group.main:
+        if cfg.save_best is not None:
+            out.append(callbacks.SaveBest(_weights_writer(plan, model), os.path.join(cfg.out, "best.weights.h5"),
+                                          **cfg.save_best))
+        if cfg.csv_log:
+            out.append(callbacks.CSVLogger(cfg.csv_log))
+        if cfg.tensorboard:
+            try:
+                out.append(callbacks.TensorBoard(cfg.tensorboard))
+            except ImportError:
+                raise UsageError("--tensorboard writes through torch.utils.tensorboard, which needs the tensorboard "
+                                 "package: pip install tensorboard") from None
+    return out
+
+
 def run(cfg: FitConfig) -> dict:
     group, device = distributed.setup(torch.device(cfg.device))  # one process, or one of torchrun's
     verbose = cfg.verbose if group.main else 0
@@ -124,12 +175,17 @@ def run(cfg: FitConfig) -> dict:
 
     history = engine.History()
     config = {**run_identity(cfg), "n_train": train_loader.samples}
+    names = ["loss", *compiled.metrics]
+    names += [f"val_{n}" for n in names] if val_loader is not None else []
+    check_monitors(cfg, names + (["learning_rate"] if cfg.reduce_lr_on_plateau is not None else []))
+    keras_callbacks = _callbacks(cfg, plan, model, group)
     torch.manual_seed(cfg.seed + group.rank)  # the training draws (dropout) start from the seed, or a checkpoint's
-    resume, callbacks = keras_checkpoints(cfg, config, model, optimizer, train_loader, history, group)
+    resume, callbacks = keras_checkpoints(cfg, config, model, optimizer, train_loader, history, group,
+                                          stateful=keras_callbacks)
     engine.fit(distributed.wrap(model, group, device), optimizer, compiled.loss, train_loader, cfg.epochs,
                metrics=compiled.metrics, val_loader=val_loader, verbose=verbose, history=history,
-               callbacks=callbacks, resume=resume, numerics=Numerics(cuda_graphs=cfg.cuda_graphs),
-               aggregator=distributed.mean_for(group))
+               callbacks=keras_callbacks + callbacks, resume=resume, numerics=Numerics(cuda_graphs=cfg.cuda_graphs),
+               aggregator=distributed.mean_for(group), validation_freq=cfg.validation_freq)
 
     h = history.history
     if not group.main:
@@ -150,7 +206,9 @@ def run(cfg: FitConfig) -> dict:
             archive = keras_archive_bytes(plan.model_config, keras_arrays, compile_config if keras3 else None)
             write_atomic(out.path("model.keras"), lambda f: f.write(archive))
         for name in [k for k in h if not k.startswith("val_")]:
-            series = {name: h[name], **({f"val_{name}": h[f"val_{name}"]} if f"val_{name}" in h else {})}
+            series = {name: h[name], **({f"val_{name}": _at_validated_epochs(h[f"val_{name}"], cfg.validation_freq,
+                                                                                len(h[name]))}
+                                        if f"val_{name}" in h else {})}
             write_plot(out.path(f"{name}.png"), series, name, f"{name} vs. epochs")
     if verbose:
         print(f"Wrote {cfg.out}: history.json, model.weights.h5{', model.keras' if keras3 else ''}, weights.pt, "
