@@ -283,3 +283,27 @@ def test_validation_freq_equals_keras(keras, tmp_path):
     assert {k: len(v) for k, v in ours.items()} == {k: len(v) for k, v in theirs.items()} == \
         {"loss": 5, "accuracy": 5, "val_loss": 2, "val_accuracy": 2}
     assert np.allclose(ours["val_loss"], theirs["val_loss"], rtol=1e-9, atol=0)
+
+
+def test_augmentation_draws_in_training_only(keras, tmp_path):
+    """RandomFlip in a model trained by `torchport fit`: with a zero learning rate (the weights never move)
+    and the validation set equal to the training set, the validation loss is the loss of the unflipped images
+    (Keras' predict gives it) while the training loss, over flipped ones, is not."""
+    def build(k):
+        L = k.layers
+        model = k.Sequential([k.Input((4, 4, 1)), L.RandomFlip("horizontal", seed=1), L.Flatten(),
+                              L.Dense(3, activation="softmax")])
+        model.compile(k.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+        return model
+    path = _saved(keras, tmp_path, "flip", build, dtype="float32")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4, 4, 1)).astype("float32"), rng.integers(0, 3, 64)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_val=x, y_val=y)
+    out = tmp_path / "out"
+    assert main(["fit", path, "--data", str(tmp_path / "d.npz"), "--epochs", "1", "--out", str(out), "--device", "cpu",
+                 "--verbose", "0"]) == 0
+    h = json.loads((out / "history.json").read_text())
+    p = keras.saving.load_model(path).predict(x, verbose=0)
+    unflipped = float(-np.log(p[np.arange(64), y]).mean())
+    assert abs(h["val_loss"][0] - unflipped) <= 1e-6 * unflipped
+    assert abs(h["loss"][0] - unflipped) > 1e-3 * unflipped

@@ -310,3 +310,44 @@ def test_callbacks_resume_from_a_checkpoint_bit_for_bit(tmp_path):
 def test_bad_callback_flags(tmp_path, capsys, flags, code, message):
     refused(capsys, tmp_path, ["fit", tiny_model(tmp_path, compile_config()), "--data", tiny_data(tmp_path), *flags],
             code, message)
+
+
+def test_shards_and_streamed_batches_train_exactly_as_the_npz(tmp_path):
+    """A folder of .npy shards (x_train in three, the rest whole), its inputs streamed from the host a batch at
+    a time, trains bit for bit as the .npz held on the device: one permutation over all shards, the same
+    batches; so does the .npz streamed (memory-mapped in place)."""
+    model = tiny_model(tmp_path, compile_config(), units=3, dropout=0.2)
+    data = tiny_data(tmp_path, n=70)
+    arrays = dict(np.load(data))
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(70), 3)):
+        np.save(folder / f"x_train-{i:05d}.npy", arrays["x_train"][rows])
+    for name in ("y_train", "x_test", "y_test"):
+        np.save(folder / f"{name}.npy", arrays[name])
+
+    def fit(source, out, *extra):
+        assert main(["fit", model, "--data", str(source), "--epochs", "3", "--batch-size", "16", "--device", "cpu",
+                     "--verbose", "0", "--out", str(tmp_path / out), *extra]) == 0
+        return (tmp_path / out / "history.json").read_text(), torch.load(tmp_path / out / "weights.pt",
+                                                                           weights_only=True)
+
+    ref_history, ref_weights = fit(data, "ref")
+    for source, out, extra in ((folder, "shards", ()), (data, "streamed", ("--stream",))):
+        history, weights = fit(source, out, *extra)
+        assert history == ref_history, out
+        assert all(torch.equal(weights[k], ref_weights[k]) for k in ref_weights), out
+
+
+def test_bad_shards_are_one_line(tmp_path, capsys):
+    model = tiny_model(tmp_path, compile_config())
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    np.save(folder / "x_train-00000.npy", np.zeros((10, 4), "float32"))
+    np.save(folder / "x_train-00001.npy", np.zeros((10, 5), "float32"))
+    np.save(folder / "y_train.npy", np.zeros(20, "int64"))
+    refused(capsys, tmp_path, ["fit", model, "--data", folder], 1,
+            "shard x_train-00001.npy holds float32 (10, 5); the first shard of x_train holds float32 (10, 4)")
+    np.save(folder / "x_train-00001.npy", np.full((10, 4), np.inf, "float32"))
+    refused(capsys, tmp_path, ["fit", model, "--data", folder], 1,
+            "x_train holds NaN or infinite values (first in sample 10)")

@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                        parents=[debug])
     f.add_argument("model", help="the Keras model file: .keras (Keras 3) or .h5 (Keras 3 or tf.keras 2)")
     f.add_argument("--data", required=True, help="an .npz with x_train, y_train [, x_val, y_val or x_test, y_test] "
-                   "[, sample_weight] in Keras' layout (several inputs/outputs: x_train_<input>, y_train_<output>)")
+                   "[, sample_weight] in Keras' layout (several inputs/outputs: x_train_<input>, y_train_<output>), "
+                   "or a folder of .npy files by the same names (x_train-00000.npy, ...: shards)")
     _run_flags(f, FIT, "seed for shuffling and dropout", derived_out="runs/fit/<file name>")
     f.add_argument("--epochs", type=positive_int, default=FIT.epochs)
     f.add_argument("--batch-size", type=positive_int, default=FIT.batch_size)
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "several outputs, each output's")
     f.add_argument("--class-weight", type=class_weights, default=None, metavar="JSON",
                    help='weight the loss by class, as Keras\' class_weight: \'{"0": 1, "1": 5}\'')
+    f.add_argument("--stream", action="store_true",
+                   help="keep the inputs on the host (memory-mapped) and move one batch at a time; automatic when "
+                        "they exceed half the free memory of the device")
     f.add_argument("--validation-freq", type=positive_int, default=1, metavar="N",
                    help="validate after every N-th epoch (Keras' validation_freq)")
     from .keras_fit.callback_flags import pairs

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..device import TensorLoader
+from ..device import HostRows, TensorLoader
 from ..errors import DataError, MissingFileError
 from ..keras_compat.compile_loss import Targets, class_weight_to_sample_weight
 from ..porting.convert import NCHW
+from . import arrays
 
 
 @dataclass
@@ -54,26 +55,31 @@ def keys(plan, split: str) -> tuple[list[str], list[str]]:
     return xs, ys
 
 
-def load_npz(path: str) -> dict[str, np.ndarray]:
-    """Every array of an .npz (no pickled objects), each checked: numbers, finite. `splits` lays them out."""
-    if not os.path.isfile(path):
+def load_npz(path: str) -> dict:
+    """Every array of `--data` (an .npz, or a folder of .npy shards: arrays.py), memory-mapped where it can be,
+    each checked (numbers, finite; read a block at a time). `splits` lays them out."""
+    if not os.path.exists(path):
         raise MissingFileError(f"--data {path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        found = arrays.read(path)
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise DataError(f"{path}: holds pickled Python objects; refused (save plain numeric arrays)") from None
         raise DataError(f"{path}: not a readable .npz ({e})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable .npz ({e})") from None
-    for key, a in arrays.items():
+    for key, a in found.items():
         if a.dtype.kind not in "fiub" or a.ndim == 0:
             raise DataError(f"{path}: {key} holds {a.dtype} {a.shape}, not an array of numbers")
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            bad = np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))
-            raise DataError(f"{path}: {key} holds NaN or infinite values (first in sample {bad[0]})")
-    return arrays
+        if a.dtype.kind == "f":
+            seen = 0
+            for block in arrays.blocks(a):
+                finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+                if not finite.all():
+                    raise DataError(f"{path}: {key} holds NaN or infinite values (first in sample "
+                                    f"{seen + int(np.flatnonzero(~finite)[0])})")
+                seen += len(block)
+    return found
 
 
 def splits(arrays: dict, plan, path: str = "the data", class_weight: dict | None = None) -> dict[str, Split]:
@@ -174,7 +180,9 @@ def _check_target(key: str, y: np.ndarray, out, loss) -> None:
                             f"{', '.join(map(str, out.shape))}) for {loss.name}")
 
 
-def _x_tensor(x: np.ndarray, t, device) -> torch.Tensor:
+def _x_tensor(x, t, device) -> torch.Tensor:
+    if isinstance(x, HostRows):
+        x = x.read()
     if t.layout == NCHW:  # Keras' NHWC images -> torch's NCHW, in their stored dtype
         x = x.transpose(0, 3, 1, 2)
     return torch.from_numpy(np.ascontiguousarray(x)).to(device)
@@ -186,16 +194,34 @@ def _y_tensor(y: np.ndarray, loss, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(y)).to(device)
 
 
+def resident_budget(device: torch.device) -> int:
+    """Bytes of inputs kept whole on the device: half of what is free there (the host's available memory on
+    a CPU, the GPU's free memory on CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 2
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
 def make_loaders(data: dict[str, Split], plan, losses, cfg, device, shard=(0, 1), general: bool = False):
     """The training loader (shuffled, sharded under torchrun) and the validation loader (or None) of a
     FitConfig `cfg`. `general`: batches carry `Targets` (several outputs, sample weights) rather than one
-    plain target tensor, and a tuple of inputs for several inputs."""
+    plain target tensor, and a tuple of inputs for several inputs. Inputs larger than `resident_budget` (or
+    `cfg.stream`) stay on the host, memory-mapped, each batch gathered there and moved: the same permutation
+    and batches as the resident path."""
     dtype = torch.float64 if plan.dtype == "float64" else torch.float32
+    everything = [x for split in data.values() for x in split.x]
+    stream = cfg.stream or sum(arrays.nbytes(x) for x in everything) > resident_budget(device)
+    # (streamed images reach the device in Keras' NHWC layout and are permuted there)
     casts = [(not t.dtype.startswith(("int", "uint")), t.layout == NCHW) for t in plan.inputs]
     sparse = [loss is not None and loss.name == "sparse_categorical_crossentropy" for loss in losses]
     n_out = len(plan.outputs)
 
     def cast_x(x, floating, images):  # Keras casts inputs to the input's dtype
+        if stream and images:
+            x = x.permute(0, 3, 1, 2)
         if floating:
             x = x.to(dtype)
             if images:
@@ -221,7 +247,8 @@ def make_loaders(data: dict[str, Split], plan, losses, cfg, device, shard=(0, 1)
                                                             np.float64 if plan.dtype == "float64" else np.float32)
 
     def tensors(split: Split):
-        xs = [_x_tensor(x, t, device) for x, t in zip(split.x, plan.inputs, strict=True)]
+        xs = [(x if isinstance(x, HostRows) else HostRows([x])) if stream else _x_tensor(x, t, device)
+              for x, t in zip(split.x, plan.inputs, strict=True)]
         ys = [_y_tensor(y, loss, device) for y, loss in zip(split.y, losses, strict=True)]
         if not general:
             return xs[0], ys[0]
@@ -230,6 +257,7 @@ def make_loaders(data: dict[str, Split], plan, losses, cfg, device, shard=(0, 1)
         return tuple(xs), tuple(ys)
 
     train_loader = TensorLoader(*tensors(train), cfg.batch_size, shuffle=cfg.shuffle, transform=transform,
-                                seed=cfg.seed, shard=shard)
-    val_loader = None if val is None else TensorLoader(*tensors(val), cfg.batch_size, transform=transform)
+                                seed=cfg.seed, shard=shard, device=device)
+    val_loader = None if val is None else TensorLoader(*tensors(val), cfg.batch_size, transform=transform,
+                                                       device=device)
     return train_loader, val_loader

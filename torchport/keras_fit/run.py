@@ -44,6 +44,7 @@ class FitConfig(RunConfig):
     metrics: list[str] | None = None
     class_weight: dict | None = None  # class id -> weight (Keras' class_weight)
     validation_freq: int = 1
+    stream: bool = field(default=False, compare=False)  # inputs stay on the host, a batch moved at a time
     early_stopping: dict | None = None        # Keras' keyword arguments of each callback (callback_flags.py)
     reduce_lr_on_plateau: dict | None = None
     save_best: dict | None = None
