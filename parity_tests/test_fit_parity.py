@@ -259,7 +259,7 @@ def test_the_embedding_rows_are_what_makes_adam_agree(keras, tmp_path, monkeypat
     from torchport.keras_compat import sparse_rows
     path = _saved(keras, tmp_path, "text", _text_layers("flatten"), (6,), lambda: keras.optimizers.Adam(0.01),
                   "sparse_categorical_crossentropy", input_dtype="int32")
-    monkeypatch.setattr(sparse_rows, "track", lambda model: [])
+    monkeypatch.setattr(sparse_rows, "track", lambda model, dense=(): [])
     results = pm.check_training(plan_file(path), path, epochs=2)
     assert max(r.diff for r in results) > 1e-6
 

@@ -509,9 +509,6 @@ def _augmentation_off(entry: dict) -> None:
     entry["config"] = keep
 
 
-DROPPING = ("Dropout", "StochasticDepth")  # the layer classes whose `rate` is a drop probability
-
-
 def _dropout_off(config) -> None:
     """Every dropout rate in a Keras config set to 0, every augmentation layer made deterministic: two
     frameworks cannot draw the same masks and transforms."""
@@ -519,8 +516,9 @@ def _dropout_off(config) -> None:
         if config.get("class_name") in AUGMENTATION and isinstance(config.get("config"), dict):
             _augmentation_off(config)
         inner = config.get("config")
-        if str(config.get("class_name", "")).endswith(DROPPING) and isinstance(inner, dict) and \
-                isinstance(inner.get("rate"), (int, float)):  # (a MinMaxNorm constraint has a `rate` too)
+        cls = str(config.get("class_name", ""))
+        if ("Dropout" in cls or cls.endswith("StochasticDepth")) and isinstance(inner, dict) and \
+                isinstance(inner.get("rate"), (int, float)):  # a drop probability (MinMaxNorm has a `rate` too)
             inner["rate"] = 0.0
         for key in ("dropout", "recurrent_dropout"):
             if isinstance(config.get(key), (int, float)):
