@@ -24,7 +24,8 @@ def main():
     weighted = {"x_train": rng.normal(size=(150, 6)), "y_train": rng.integers(0, 3, 150),
                 "x_val": rng.normal(size=(37, 6)), "y_val": rng.integers(0, 3, 37)}
     cases = [
-        ("3 inputs, 2 outputs, loss/metrics lists, loss_weights, RMSprop", lambda k: t.ticket_model(k, "list"), None, None),
+        ("3 inputs, 2 outputs, loss/metrics lists, loss_weights, RMSprop", lambda k: t.ticket_model(k, "list"), None,
+         None),
         ("3 inputs, 2 outputs, dicts, loss_weights, weighted_metrics, Adam", lambda k: t.ticket_model(k, "dict"), None,
          None),
         ("sample_weight, weighted_metrics, Adam", lambda k: t._classifier(k, True),

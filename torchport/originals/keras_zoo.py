@@ -242,6 +242,9 @@ def application(keras, member: str, size: int | None = None, classes: int = 1000
     keras.utils.set_random_seed(seed)
     shape = None if size is None else (size, size, 3)
     model = getattr(keras.applications, member)(weights=None, input_shape=shape, classes=classes, **kwargs)
+    if None in model.input_shape[1:]:  # MobileNetV3 leaves its side open by default: its ImageNet side, 224
+        model = getattr(keras.applications, member)(weights=None, input_shape=(224, 224, 3), classes=classes,
+                                                    **kwargs)
     calibrate_statistics(model, seed)
     return model
 
