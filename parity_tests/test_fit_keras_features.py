@@ -307,3 +307,74 @@ def test_augmentation_draws_in_training_only(keras, tmp_path):
     unflipped = float(-np.log(p[np.arange(64), y]).mean())
     assert abs(h["val_loss"][0] - unflipped) <= 1e-6 * unflipped
     assert abs(h["loss"][0] - unflipped) > 1e-3 * unflipped
+
+
+def _two_inputs_one_output(keras):
+    L = keras.layers
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    x = L.Concatenate()([L.Dense(5, activation="tanh")(a), b])
+    x = L.BatchNormalization()(L.Dense(6)(x))
+    model = keras.Model([a, b], L.Dense(3, activation="softmax", name="out")(x))
+    model.compile(keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_two_inputs_one_output_and_a_last_batch_of_one_equal_keras(keras, tmp_path):
+    """Several inputs with one plain output (no Targets needed: the inputs still go in as arguments), and a
+    BatchNormalization whose last training batch holds one sample (torch's fused kernel refuses it)."""
+    path = _saved(keras, tmp_path, "two_in", _two_inputs_one_output)
+    rng = np.random.default_rng(3)
+    data = {"x_train_a": rng.normal(size=(49, 4)), "x_train_b": rng.normal(size=(49, 3)),
+            "y_train": rng.integers(0, 3, 49), "x_val_a": rng.normal(size=(20, 4)),
+            "x_val_b": rng.normal(size=(20, 3)), "y_val": rng.integers(0, 3, 20)}
+    _within(pm.check_training(plan_file(path), path, data, epochs=2, batch=16))
+
+
+def test_attention_kernels_each_take_their_regularizer(keras, tmp_path):
+    """MultiHeadAttention's four weights are all named `kernel`: each gets the penalty Keras gives it."""
+    from torchport.keras_fit import penalties
+
+    def build(k):
+        x = k.Input((5, 8))
+        y = k.layers.MultiHeadAttention(2, 4, kernel_regularizer=k.regularizers.L2(0.01),
+                                        bias_regularizer=k.regularizers.L1(0.02))(x, x)
+        model = k.Model(x, k.layers.Dense(2)(k.layers.Flatten()(y)))
+        model.compile("sgd", "mse")
+        return model
+    path = _saved(keras, tmp_path, "mha", build, dtype="float32")
+    km = keras.saving.load_model(path)
+    plan = plan_file(path)
+    ours = float(penalties.find(plan, plan.module()).penalty())
+    theirs = float(sum(float(v) for v in km.losses))
+    assert abs(ours - theirs) <= 1e-6 * theirs, (ours, theirs)
+
+
+def test_outputs_of_one_layer_are_refused_and_a_loss_less_output_has_no_loss_entry(keras, tmp_path, capsys):
+    def states(k):
+        inp = k.Input((6, 3))
+        _, h, c = k.layers.LSTM(4, return_state=True, name="lstm")(inp)
+        model = k.Model(inp, [h, c])
+        model.compile("sgd", loss=["mse", "mae"])
+        return model
+    path = _saved(keras, tmp_path, "states", states, dtype="float32")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.normal(size=(8, 6, 3)).astype("float32"),
+             y_train_lstm=np.zeros((8, 4), "float32"))
+    assert main(["fit", path, "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 1
+    assert "several from layer 'lstm'" in capsys.readouterr().err
+
+    def half(k):
+        inp = k.Input((4,))
+        a, b = k.layers.Dense(1, name="a")(inp), k.layers.Dense(2, activation="softmax", name="b")(inp)
+        model = k.Model(inp, [a, b])
+        model.compile("sgd", loss={"a": "mse", "b": None}, metrics={"b": ["accuracy"]})
+        return model
+    path = _saved(keras, tmp_path, "half", half, dtype="float32")
+    x, ya, yb = rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 1)).astype("float32"), \
+        rng.integers(0, 2, 16)
+    np.savez(tmp_path / "h.npz", x_train=x, y_train_a=ya, y_train_b=yb)
+    out = tmp_path / "out"
+    assert main(["fit", path, "--data", str(tmp_path / "h.npz"), "--out", str(out), "--device", "cpu",
+                 "--verbose", "0"]) == 0
+    theirs = keras.saving.load_model(path).fit(x, [ya, yb], verbose=0).history
+    assert sorted(json.loads((out / "history.json").read_text())) == sorted(theirs)

@@ -256,32 +256,35 @@ def resume_run(directory: str | None, resume: bool, config: dict, model, optimiz
     return state, point
 
 
-def _one_state_each(n: int):
-    def check(states) -> None:
-        if not isinstance(states, list) or len(states) != n or not all(isinstance(s, dict) for s in states):
-            raise ValueError(f"not the states of this run's {n} callbacks")
-    return check
+def _states(states) -> None:
+    if not isinstance(states, dict) or not all(isinstance(v, dict) for v in states.values()):
+        raise ValueError("not a mapping of callback states")
 
 
 def keras_checkpoints(cfg, config: dict, model, optimizer, train_loader, history, group=None, stateful=()):
     """A Keras-style run's checkpoints (`train cifar10`, `fit`): the newest valid one loaded when `cfg.resume`
-    asks (its History and the `stateful` callbacks' states too: patience counters, best values), and the
-    callback writing one after every epoch when `cfg.checkpoint_dir` is set.
-    Returns (the ResumePoint or None, the callbacks)."""
+    asks (its History too, and each of the `stateful` callbacks' state, by class: patience counters, best
+    values; a file-writing callback learns the epoch it resumes at), and the callback writing one after every
+    epoch when `cfg.checkpoint_dir` is set. Returns (the ResumePoint or None, the callbacks)."""
     stateful = list(stateful)
     needs = {"history": lambda h: type(history)().load_state_dict(h)}  # loads into a throwaway History
     if stateful:
-        needs["callbacks"] = _one_state_each(len(stateful))
+        needs["callbacks"] = _states
     state, resume = resume_run(cfg.checkpoint_dir, cfg.resume, config, model, optimizer, needs, group or SINGLE)
     if state is not None:
         history.load_state_dict(state["history"])
-        for cb, s in zip(stateful, state.get("callbacks", []), strict=True):
-            cb.load_state_dict({**s, "epoch": resume.epoch})
+        saved = state.get("callbacks", {})
+        for cb in stateful:
+            if type(cb).__name__ in saved and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(saved[type(cb).__name__])
+            if hasattr(cb, "resume_epoch"):
+                cb.resume_epoch = resume.epoch  # (a CSV log keeps the rows of the finished epochs)
     callbacks = []
     if cfg.checkpoint_dir:
         callbacks.append(Checkpointer(cfg.checkpoint_dir, config, train_loader, cfg.keep_checkpoints,
                                       extra=lambda: {"history": history.state_dict(),
-                                                     **({"callbacks": [cb.state_dict() for cb in stateful]}
+                                                     **({"callbacks": {type(cb).__name__: cb.state_dict()
+                                                                       for cb in stateful if hasattr(cb, "state_dict")}}
                                                         if stateful else {})},
                                       resume_hint=cfg.resume_hint, group=group))
     return resume, callbacks

@@ -89,7 +89,7 @@ class BatchNormalization(nn.modules.batchnorm._BatchNorm):
             # were 16% of MobileNetV2's step (`mul` alone, 940 calls).
             # (features last, as after a Conv1D: moving them to dimension 1 for the kernel costs what it saves)
             axes = [d for d in range(x.dim()) if d != dim]
-            if dim == 1:
+            if dim == 1 and x.numel() > self.num_features:  # (torch's kernel refuses one value per channel)
                 with torch.no_grad():
                     var, mean = torch.var_mean(x, axes, correction=0)
                 out = F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)

@@ -32,7 +32,7 @@ def read(path: str) -> dict:
         if mapped is None:  # compressed (np.savez_compressed): read
             with np.load(path, allow_pickle=False) as npz:
                 mapped = npz[name]
-        arrays[name] = mapped if name.startswith("x_") else np.asarray(mapped)
+        arrays[name] = mapped if name.startswith("x_") else np.array(mapped)  # targets: read (and writable)
     return arrays
 
 

@@ -254,7 +254,8 @@ def resolve_outputs(compile_config: dict | None, y_shapes: list, out_shapes: lis
         return Compiled(name, options, losses[0], {k: f for k, (f, _) in found.items()}, losses, loss_weights)
     found = {k: output_metric(*m) if isinstance(m, tuple) else m for k, m in found.items()}
     compiled_loss = CompileLoss(losses, loss_weights, penalty)
-    if several:  # Keras reports each output's own loss, unweighted by loss_weights, before the metrics
+    if sum(loss is not None for loss in losses) > 1:  # Keras reports each output's own loss (unweighted by
+        # loss_weights) before the metrics, where more than one output has a loss
         found = {**{f"{n}_loss": compiled_loss.output_loss(i, per_batch=not keras2)
                     for i, n in enumerate(names) if losses[i] is not None}, **found}
     return Compiled(name, options, compiled_loss, found, losses, loss_weights, general=True)

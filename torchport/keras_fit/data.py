@@ -85,6 +85,12 @@ def load_npz(path: str) -> dict:
 def splits(arrays: dict, plan, path: str = "the data", class_weight: dict | None = None) -> dict[str, Split]:
     """The training split and, if present, the validation split (`x_val`... or `x_test`...), laid out by the
     model's input and output names; a missing, unpaired or extra array, or unequal sample counts, is one line."""
+    ins, outs = io_names(plan)
+    for what, names in (("inputs", ins), ("outputs", outs)):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated and len(names) > 1:
+            raise DataError(f"the model's {what} include several from layer '{repeated[0]}' (a layer returning "
+                            f"several tensors): their arrays cannot be named apart; not supported")
     x_train, y_train = keys(plan, "train")
     val_names = [s for s in ("val", "test") if any(k in arrays for k in sum(keys(plan, s), []))]
     if len(val_names) > 1:
@@ -185,13 +191,13 @@ def _x_tensor(x, t, device) -> torch.Tensor:
         x = x.read()
     if t.layout == NCHW:  # Keras' NHWC images -> torch's NCHW, in their stored dtype
         x = x.transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    return torch.from_numpy(np.require(x, requirements=["C", "W"])).to(device)  # (a read-only map is copied)
 
 
 def _y_tensor(y: np.ndarray, loss, device) -> torch.Tensor:
     if loss is not None and loss.name == "sparse_categorical_crossentropy":
         return torch.from_numpy(np.asarray(y).astype(np.int64)).to(device)
-    return torch.from_numpy(np.ascontiguousarray(y)).to(device)
+    return torch.from_numpy(np.require(y, requirements=["C", "W"])).to(device)
 
 
 def resident_budget(device: torch.device) -> int:
@@ -229,9 +235,9 @@ def make_loaders(data: dict[str, Split], plan, losses, cfg, device, shard=(0, 1)
         return x
 
     def transform(x, y):  # per batch, on the device
+        x = cast_x(x, *casts[0]) if len(casts) == 1 else tuple(cast_x(a, *c) for a, c in zip(x, casts, strict=True))
         if not general:
-            return cast_x(x, *casts[0]), (y if sparse[0] else y.to(dtype))
-        x = cast_x(x[0], *casts[0]) if len(casts) == 1 else tuple(cast_x(a, *c) for a, c in zip(x, casts, strict=True))
+            return x, (y if sparse[0] else y.to(dtype))
         ys = tuple(t if s else t.to(dtype) for t, s in zip(y[:n_out], sparse, strict=True))
         return x, Targets(ys, y[n_out].to(dtype) if len(y) > n_out else None)
 
@@ -250,11 +256,12 @@ def make_loaders(data: dict[str, Split], plan, losses, cfg, device, shard=(0, 1)
         xs = [(x if isinstance(x, HostRows) else HostRows([x])) if stream else _x_tensor(x, t, device)
               for x, t in zip(split.x, plan.inputs, strict=True)]
         ys = [_y_tensor(y, loss, device) for y, loss in zip(split.y, losses, strict=True)]
+        x = xs[0] if len(xs) == 1 else tuple(xs)  # several inputs: a tuple, the model's arguments
         if not general:
-            return xs[0], ys[0]
+            return x, ys[0]
         if split.sample_weight is not None:
-            ys.append(torch.from_numpy(np.ascontiguousarray(split.sample_weight)).to(device))
-        return tuple(xs), tuple(ys)
+            ys.append(torch.from_numpy(np.array(split.sample_weight)).to(device))
+        return x, tuple(ys)
 
     train_loader = TensorLoader(*tensors(train), cfg.batch_size, shuffle=cfg.shuffle, transform=transform,
                                 seed=cfg.seed, shard=shard, device=device)

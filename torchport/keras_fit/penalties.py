@@ -25,13 +25,15 @@ KEYS = {"recurrent_kernel": "recurrent", "depthwise_kernel": "depthwise", "point
 @dataclass
 class KerasVariable:
     """A Keras variable living in torch parameters: `index` holds, in Keras' order, each element's position in
-    the concatenation of the flattened `params`."""
+    the concatenation of the flattened `params`; `places[j]` = (positions in params[j], the Keras elements
+    that go there), computed once so that writing back needs no search (no host sync in the step)."""
 
     name: str
     shape: tuple
     params: list
     index: torch.Tensor
     whole: bool  # it fills its parameters exactly, in any order (a layout-free penalty needs no gather)
+    places: list
 
     def value(self) -> torch.Tensor:
         flat = torch.cat([p.reshape(-1) for p in self.params]) if len(self.params) > 1 else self.params[0].reshape(-1)
@@ -40,14 +42,10 @@ class KerasVariable:
     @torch.no_grad()
     def assign(self, w: torch.Tensor) -> None:
         flat = w.reshape(-1)
-        start = 0
-        for p in self.params:
-            n = p.numel()
-            inside = (self.index >= start) & (self.index < start + n)
+        for p, (positions, sources) in zip(self.params, self.places, strict=True):
             logical = p.reshape(-1).clone()  # (a channels-last kernel's storage is not in logical order)
-            logical[self.index[inside] - start] = flat[inside].to(p.dtype)
+            logical[positions] = flat[sources].to(p.dtype)
             p.copy_(logical.reshape(p.shape))
-            start += n
 
 
 def _setting(config: dict, weight: str, kind: str):
@@ -72,8 +70,27 @@ def _nested_settings(config, top: bool = True) -> str | None:
     return None
 
 
-def _locate(conv, expected, model: torch.nn.Module) -> dict[str, KerasVariable]:
-    """Every trainable Keras variable of a layer, found in the module's parameters (see the module's doc)."""
+# settings Keras ignores because the variable they name does not exist
+ABSENT = {"bias": ("use_bias", False), "beta": ("center", False), "gamma": ("scale", False)}
+
+
+def _refuse_unplaced(layer, expected) -> None:
+    """A regularizer or constraint set for a variable this layer's port does not know by that name is refused
+    by name rather than dropped (one Keras ignores for a variable the layer has not is ignored too)."""
+    names = {KEYS.get(w.name, w.name) for w in expected if w.trainable}
+    for key, value in layer.config.items():
+        if not key.endswith(("_regularizer", "_constraint")) or key == "activity_regularizer" or value in (None, {}):
+            continue
+        base = key.rsplit("_", 1)[0]
+        option, off = ABSENT.get(base, (None, None))
+        if base not in names and not (option and layer.config.get(option) is off):
+            raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): {key} is not trained by torchport "
+                                   "fit (no variable of the port takes it)")
+
+
+def _locate(conv, expected, model: torch.nn.Module) -> dict[int, KerasVariable]:
+    """Every trainable Keras variable of a layer by its place in `expected` (MultiHeadAttention has four
+    `kernel`s), found in the module's parameters (see the module's doc)."""
     sizes = [int(np.prod(w.shape)) for w in expected]
     starts = np.cumsum([1, *sizes])  # ids from 1: 0 is "no Keras element"
     arrays = [np.arange(starts[i], starts[i] + sizes[i], dtype=np.float64).reshape(w.shape)
@@ -107,8 +124,15 @@ def _locate(conv, expected, model: torch.nn.Module) -> dict[str, KerasVariable]:
         remap = np.full(offsets[-1], -1, np.int64)
         remap[local] = np.arange(len(local))
         device = params[mine[0]].device
-        out[w.name] = KerasVariable(w.name, tuple(w.shape), [params[j] for j in mine],
-                                    torch.as_tensor(remap[order], device=device), whole)
+        index = remap[order]  # Keras element k sits at index[k] of the concatenation of its parameters
+        bounds = np.cumsum([0, *[len(ids[j]) for j in mine]])
+        places = []
+        for k in range(len(mine)):
+            inside = np.flatnonzero((index >= bounds[k]) & (index < bounds[k + 1]))
+            places.append((torch.as_tensor(index[inside] - bounds[k], device=device),
+                           torch.as_tensor(inside, device=device)))
+        out[i] = KerasVariable(w.name, tuple(w.shape), [params[j] for j in mine],
+                               torch.as_tensor(index, device=device), whole, places)
     return out
 
 
@@ -156,20 +180,21 @@ def find(plan, model: torch.nn.Module) -> Penalties:
         if nested:
             raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): {nested} inside its wrapped layer is "
                                    "not trained by torchport fit")
-        wanted = [(w, _setting(layer.config, w.name, "regularizer"), _setting(layer.config, w.name, "constraint"))
-                  for w in expected if w.trainable]
-        wanted = [(w, r, c) for w, r, c in wanted if r not in (None, {}) or c not in (None, {})]
+        _refuse_unplaced(layer, expected)
+        wanted = [(i, w, _setting(layer.config, w.name, "regularizer"), _setting(layer.config, w.name, "constraint"))
+                  for i, w in enumerate(expected) if w.trainable]
+        wanted = [(i, w, r, c) for i, w, r, c in wanted if r not in (None, {}) or c not in (None, {})]
         if not wanted:
             continue
         found = _locate(conv, expected, model)
-        for w, reg, con in wanted:
+        for i, w, reg, con in wanted:
             what = "regularizer"
             try:
                 if reg not in (None, {}):
-                    terms.append((regularizers.from_config(reg), found[w.name]))
+                    terms.append((regularizers.from_config(reg), found[i]))
                 what = "constraint"
                 if con not in (None, {}):
-                    limits.append((constraints.from_config(con), found[w.name]))
+                    limits.append((constraints.from_config(con), found[i]))
             except ValueError as e:
                 raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): {w.name} {what} {e} is not "
                                        "supported (L1, L2, L1L2, OrthogonalRegularizer; MaxNorm, NonNeg, UnitNorm, "

@@ -179,6 +179,9 @@ def run(cfg: FitConfig) -> dict:
     names = ["loss", *compiled.metrics]
     names += [f"val_{n}" for n in names] if val_loader is not None else []
     check_monitors(cfg, names + (["learning_rate"] if cfg.reduce_lr_on_plateau is not None else []))
+    if cfg.reduce_lr_on_plateau is not None and isinstance(optimizer.param_groups[0]["lr"], dict):
+        raise UsageError("--reduce-lr-on-plateau cannot change the file's learning-rate schedule (Keras fails when "
+                         "it tries): give a constant rate with --lr")
     keras_callbacks = _callbacks(cfg, plan, model, group)
     torch.manual_seed(cfg.seed + group.rank)  # the training draws (dropout) start from the seed, or a checkpoint's
     resume, callbacks = keras_checkpoints(cfg, config, model, optimizer, train_loader, history, group,

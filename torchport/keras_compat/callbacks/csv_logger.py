@@ -61,9 +61,3 @@ class CSVLogger(Callback):
         if self.file is not None and not self.file.closed:
             self.file.close()
         self.writer = None
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.resume_epoch = state["epoch"]  # the epochs the checkpoint had finished

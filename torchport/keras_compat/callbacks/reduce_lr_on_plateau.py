@@ -22,8 +22,6 @@ class ReduceLROnPlateau(MonitorCallback):
         self.resumed = False
 
     def on_train_begin(self, logs=None):
-        if isinstance(self.optimizer.param_groups[0]["lr"], dict):
-            raise ValueError("ReduceLROnPlateau cannot change a learning-rate schedule (Keras refuses it too)")
         if not self.resumed:
             self.best, self.cooldown_counter, self.wait = None, 0, 0
 

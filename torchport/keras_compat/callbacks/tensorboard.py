@@ -41,9 +41,3 @@ class TensorBoard(Callback):
         for w in self.writers.values():
             w.close()
         self.writers = {}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.resume_epoch = state["epoch"]  # the epochs the checkpoint had finished
