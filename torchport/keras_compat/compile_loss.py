@@ -100,12 +100,19 @@ class WeightedMetric:
         return torch.stack([(v * w).sum() / len(v), w.sum() / len(v)])
 
 
-def class_weight_to_sample_weight(y: np.ndarray, class_weight: dict[int, float], dtype) -> np.ndarray:
-    """Keras' class_weight_to_sample_weights: each sample's class (argmax of a one-hot row, else the rounded
-    label) looked up, 1.0 for a class the mapping leaves out."""
+def class_ids(y: np.ndarray) -> np.ndarray:
+    """Each sample's class as Keras' class_weight_to_sample_weights reads it: the argmax of a one-hot row,
+    else the rounded label; ValueError where the targets hold more than one class per sample."""
     labels = y
     if y.ndim > 1:
         labels = y.argmax(axis=-1) if y.shape[-1] != 1 else y.squeeze(-1)
     if labels.ndim != 1:
         raise ValueError(f"class weights need one class per sample; the targets have shape {y.shape}")
-    return np.array([class_weight.get(int(c), 1.0) for c in np.round(labels).astype(np.int64)], dtype=dtype)
+    return np.round(labels).astype(np.int64)
+
+
+def class_weight_to_sample_weight(y: np.ndarray, class_weight: dict[int, float], dtype) -> np.ndarray:
+    """Keras' class_weight_to_sample_weights: each sample's class looked up, 1.0 for a class the mapping
+    leaves out (once per distinct class, not per sample)."""
+    classes, which = np.unique(class_ids(y), return_inverse=True)
+    return np.array([class_weight.get(int(c), 1.0) for c in classes], dtype=dtype)[which]

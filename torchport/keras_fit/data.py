@@ -19,7 +19,7 @@ import torch
 
 from ..device import HostRows, TensorLoader
 from ..errors import DataError, MissingFileError
-from ..keras_compat.compile_loss import Targets, class_weight_to_sample_weight
+from ..keras_compat.compile_loss import Targets, class_ids, class_weight_to_sample_weight
 from ..porting.convert import NCHW
 from . import arrays
 
@@ -132,7 +132,7 @@ def splits(arrays: dict, plan, path: str = "the data", class_weight: dict | None
             raise DataError("--class-weight weights a one-output model's classes (Keras' class_weight); this model "
                             f"has {len(y_train)} outputs: give sample_weight instead")
         try:
-            class_weight_to_sample_weight(out["train"].y[0], class_weight, np.float64)
+            class_ids(out["train"].y[0])
         except ValueError as e:
             raise DataError(f"--class-weight: {e}") from None
     return out

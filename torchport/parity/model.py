@@ -578,10 +578,9 @@ def _kept(metrics, drop):
     """A metrics entry (a list, per-output lists, a dict by output) without the metrics `drop` picks."""
     if isinstance(metrics, dict) and "class_name" not in metrics:
         return {k: _kept(v, drop) for k, v in metrics.items()}
-    if isinstance(metrics, list):
-        kept = [_kept(m, drop) if isinstance(m, (list, dict)) and not (isinstance(m, dict) and "class_name" in m)
-                else m for m in metrics if isinstance(m, (list, dict)) and "class_name" not in m or not drop(m)]
-        return kept or None
+    if isinstance(metrics, list):  # an output's emptied list stays in place (None): the others keep their order
+        kept = [_kept(m, drop) for m in metrics]
+        return [k for k, m in zip(kept, metrics, strict=True) if k is not None or isinstance(m, list)] or None
     return None if drop(metrics) else metrics
 
 
